@@ -1,0 +1,103 @@
+package injector
+
+// This file is the one place for the keys, names and bounds of the user-facing contract
+// (docs: interface.md). Change one only together with that document.
+
+// Pod annotations that users set, on a Pod or on a workload's pod template.
+const (
+	// InjectAnnotation opts a pod in ("true") or out ("false"). In a namespace labelled
+	// enforced an opt-out is overridden, with an admission warning.
+	InjectAnnotation = "apiaccess.io/inject"
+	// ProxyPortAnnotation is the loopback port the proxy serves the API on,
+	// from MinProxyPort to MaxProxyPort; default Config.ProxyPort.
+	ProxyPortAnnotation = "apiaccess.io/proxy-port"
+	// TokenAudienceAnnotation is the audience of the sidecar's projected token; default
+	// Config.TokenAudience, and when that is empty the API server's own audience.
+	TokenAudienceAnnotation = "apiaccess.io/token-audience"
+	// TokenExpirationSecondsAnnotation is the lifetime of the sidecar's projected token, from
+	// MinTokenExpirationSeconds to MaxTokenExpirationSeconds; default Config.TokenExpirationSeconds.
+	TokenExpirationSecondsAnnotation = "apiaccess.io/token-expiration-seconds"
+	// ReadOnlyAnnotation ("true") makes the proxy let only reads through (--read-only).
+	ReadOnlyAnnotation = "apiaccess.io/read-only"
+	// IsolateTokenAnnotation ("true") removes the service-account token mounts the built-in
+	// ServiceAccount admission plugin added to the app containers, so that only the sidecar
+	// holds a credential.
+	IsolateTokenAnnotation = "apiaccess.io/isolate-token"
+	// ContainersAnnotation is a comma-separated list of the containers (init or regular) that
+	// get the environment and kubeconfig; default all but the sidecar.
+	ContainersAnnotation = "apiaccess.io/containers"
+)
+
+// Pod annotations that the injector writes.
+const (
+	// KubeconfigAnnotation holds the kubeconfig that the downward-API volume
+	// KubeconfigVolumeName projects into the app containers.
+	KubeconfigAnnotation = "apiaccess.io/kubeconfig"
+	// StatusAnnotation records, as JSON, what was injected (see Status).
+	StatusAnnotation = "apiaccess.io/status"
+)
+
+// InjectionLabel is the namespace label that platform teams set to one of the
+// NamespaceMode values enabled, enforced or disabled.
+const InjectionLabel = "apiaccess.io/injection"
+
+// Names of what gets injected. They are fixed: users, dashboards and policies rely on them.
+const (
+	// SidecarName is the name of the injected native sidecar.
+	SidecarName = "api-proxy"
+	// TokenVolumeName is the projected service-account volume mounted into the sidecar only.
+	TokenVolumeName = "apiaccess-token"
+	// KubeconfigVolumeName is the downward-API volume holding the kubeconfig file.
+	KubeconfigVolumeName = "apiaccess-kubeconfig"
+	// HealthPortName names the sidecar's health port (a port name has at most 15 characters).
+	HealthPortName = "apiproxy-health"
+
+	// TokenMountPath is where the sidecar reads token, ca.crt and namespace: the path of the
+	// built-in service-account mount, so that `kubectl proxy` in the official kubectl image
+	// works unchanged as the sidecar too.
+	TokenMountPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+	// KubeconfigMountPath is the directory of the kubeconfig in the app containers. The
+	// volume's directory is mounted, never a subPath: a subPath mount would not see updates.
+	KubeconfigMountPath = "/var/run/apiaccess"
+	// KubeconfigFileName is the kubeconfig's file name inside KubeconfigMountPath.
+	KubeconfigFileName = "kubeconfig"
+
+	// KubeconfigEnvVar points kubectl and every client library at the kubeconfig file.
+	KubeconfigEnvVar = "KUBECONFIG"
+	// KubeAPIURLEnvVar is the proxy's URL, for clients that speak plain HTTP.
+	KubeAPIURLEnvVar = "KUBE_API_URL"
+
+	// builtinTokenVolumePrefix starts the name of the volume that the built-in
+	// ServiceAccount admission plugin adds (kube-api-access-<random>).
+	builtinTokenVolumePrefix = "kube-api-access-"
+	// rootCAConfigMap is the ConfigMap every namespace gets with the cluster's CA bundle.
+	rootCAConfigMap = "kube-root-ca.crt"
+	// defaultServiceAccount is what the ServiceAccount admission plugin would set.
+	defaultServiceAccount = "default"
+)
+
+// Defaults and bounds.
+const (
+	// DefaultProxyPort is kubectl proxy's port, so existing scripts keep working.
+	DefaultProxyPort = 8001
+	// DefaultHealthPort serves the sidecar's probes and metrics on all interfaces: the
+	// kubelet probes the pod IP, which a loopback-only listener would not answer.
+	DefaultHealthPort = 8002
+	// MinProxyPort keeps the proxy off privileged ports (the sidecar runs as non-root).
+	MinProxyPort = 1024
+	// MaxProxyPort is the largest TCP port.
+	MaxProxyPort = 65535
+
+	// DefaultTokenExpirationSeconds is an hour: the token really expires and is rotated by
+	// the kubelet at 80% of its life. We do not ask for 3607 s, the marker that the API
+	// server silently extends to a year for legacy clients
+	// (https://kubernetes.io/docs/reference/access-authn-authz/service-accounts-admin/#bound-service-account-token-volume).
+	DefaultTokenExpirationSeconds = 3600
+	// MinTokenExpirationSeconds is the API server's own minimum for a projected token.
+	MinTokenExpirationSeconds = 600
+	// MaxTokenExpirationSeconds is a day; longer-lived credentials defeat rotation.
+	MaxTokenExpirationSeconds = 86400
+
+	// DefaultSidecarUser is the distroless "nonroot" user the proxy image runs as.
+	DefaultSidecarUser = 65532
+)

@@ -1,0 +1,145 @@
+package injector
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the injector's process configuration: the cluster-wide defaults that pod
+// annotations may override. It is read from the file given by --config (YAML, unknown keys
+// refused), completed by Default and checked by Validate.
+type Config struct {
+	// Version of the injector, recorded in the status annotation. Set by the binary, not the file.
+	Version string `json:"-"`
+
+	// Sidecar describes the injected api-proxy container.
+	Sidecar SidecarConfig `json:"sidecar"`
+	// ProxyPort is the loopback port the proxy serves the API on, unless a pod sets
+	// ProxyPortAnnotation. Default DefaultProxyPort.
+	ProxyPort int32 `json:"proxyPort,omitempty"`
+	// TokenExpirationSeconds is the lifetime of the sidecar's projected token, unless a pod sets
+	// TokenExpirationSecondsAnnotation. Default DefaultTokenExpirationSeconds.
+	TokenExpirationSeconds int64 `json:"tokenExpirationSeconds,omitempty"`
+	// TokenAudience is the audience of the sidecar's projected token, unless a pod sets
+	// TokenAudienceAnnotation. Empty means the API server's own audience.
+	TokenAudience string `json:"tokenAudience,omitempty"`
+	// ExcludedNamespaces are never injected, whatever their labels, in addition to
+	// kube-system, kube-node-lease and the injector's own namespace (AlwaysExcludedNamespaces).
+	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
+}
+
+// SidecarConfig describes the injected api-proxy container.
+type SidecarConfig struct {
+	// Image of the proxy. Required.
+	Image string `json:"image"`
+	// ImagePullPolicy of the proxy image. Default IfNotPresent.
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	// HealthPort serves /healthz, /readyz and /metrics on all interfaces. Default DefaultHealthPort.
+	HealthPort int32 `json:"healthPort,omitempty"`
+	// RunAsUser is the sidecar's numeric user. Default DefaultSidecarUser.
+	RunAsUser int64 `json:"runAsUser,omitempty"`
+	// Resources of the sidecar. Default: requests 10m CPU and 32Mi memory, limit 64Mi memory,
+	// so that ResourceQuota and LimitRange accept the pod.
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// AlwaysExcludedNamespaces are never injected: the cluster's own components must not depend
+// on the webhook to start (a webhook that fails closed would otherwise deadlock them).
+var AlwaysExcludedNamespaces = []string{"kube-system", "kube-node-lease"}
+
+// LoadConfig parses a configuration file's content, refusing unknown keys so that a typo
+// is an error rather than a silently ignored setting. It does not default or validate.
+func LoadConfig(data []byte) (Config, error) {
+	var cfg Config
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return Config{}, fmt.Errorf("parsing injector config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Default fills every unset field with its default.
+func (c *Config) Default() {
+	if c.ProxyPort == 0 {
+		c.ProxyPort = DefaultProxyPort
+	}
+	if c.TokenExpirationSeconds == 0 {
+		c.TokenExpirationSeconds = DefaultTokenExpirationSeconds
+	}
+	s := &c.Sidecar
+	if s.ImagePullPolicy == "" {
+		s.ImagePullPolicy = corev1.PullIfNotPresent
+	}
+	if s.HealthPort == 0 {
+		s.HealthPort = DefaultHealthPort
+	}
+	if s.RunAsUser == 0 {
+		s.RunAsUser = DefaultSidecarUser
+	}
+	if s.Resources.Requests == nil && s.Resources.Limits == nil {
+		s.Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("32Mi"),
+			},
+			Limits: corev1.ResourceList{
+				corev1.ResourceMemory: resource.MustParse("64Mi"),
+			},
+		}
+	}
+}
+
+// Validate reports every problem of a defaulted configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.Sidecar.Image == "" {
+		add("sidecar.image: required: the api-proxy image to inject")
+	}
+	switch c.Sidecar.ImagePullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		add("sidecar.imagePullPolicy: %q is not one of Always, IfNotPresent, Never", c.Sidecar.ImagePullPolicy)
+	}
+	if c.ProxyPort < MinProxyPort || c.ProxyPort > MaxProxyPort {
+		add("proxyPort: %d is out of range %d-%d", c.ProxyPort, MinProxyPort, MaxProxyPort)
+	}
+	if c.Sidecar.HealthPort < 1 || c.Sidecar.HealthPort > MaxProxyPort {
+		add("sidecar.healthPort: %d is out of range 1-%d", c.Sidecar.HealthPort, MaxProxyPort)
+	}
+	if c.Sidecar.HealthPort == c.ProxyPort {
+		add("sidecar.healthPort: %d is also the proxyPort; the two must differ", c.Sidecar.HealthPort)
+	}
+	if c.Sidecar.RunAsUser < 1 {
+		add("sidecar.runAsUser: %d is not allowed: the sidecar must run as a non-root user", c.Sidecar.RunAsUser)
+	}
+	if c.TokenExpirationSeconds < MinTokenExpirationSeconds || c.TokenExpirationSeconds > MaxTokenExpirationSeconds {
+		add("tokenExpirationSeconds: %d is out of range %d-%d", c.TokenExpirationSeconds, MinTokenExpirationSeconds, MaxTokenExpirationSeconds)
+	}
+	r := c.Sidecar.Resources
+	if _, ok := r.Limits[corev1.ResourceMemory]; !ok {
+		add("sidecar.resources.limits.memory: required, so that a LimitRange or ResourceQuota accepts the pod")
+	}
+	for name, req := range r.Requests {
+		if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
+			add("sidecar.resources: request %s=%s exceeds its limit %s", name, req.String(), lim.String())
+		}
+	}
+	for i, ns := range c.ExcludedNamespaces {
+		for _, msg := range validation.IsDNS1123Label(ns) {
+			add("excludedNamespaces[%d]: %q is not a namespace name: %s", i, ns, msg)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// excluded reports whether a namespace is never injected.
+func (c *Config) excluded(namespace string) bool {
+	return slices.Contains(AlwaysExcludedNamespaces, namespace) || slices.Contains(c.ExcludedNamespaces, namespace)
+}

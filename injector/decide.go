@@ -1,0 +1,82 @@
+package injector
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// NamespaceMode is the injection policy of a namespace, from its InjectionLabel.
+type NamespaceMode string
+
+const (
+	// ModeOptIn is a namespace without the label: only pods annotated inject "true" are injected.
+	ModeOptIn NamespaceMode = ""
+	// ModeEnabled injects every pod that does not opt out with inject "false".
+	ModeEnabled NamespaceMode = "enabled"
+	// ModeEnforced injects every pod; an opt-out is overridden with an admission warning.
+	ModeEnforced NamespaceMode = "enforced"
+	// ModeDisabled injects no pod.
+	ModeDisabled NamespaceMode = "disabled"
+)
+
+// ParseNamespaceMode reads a namespace label value. A missing label is ModeOptIn.
+func ParseNamespaceMode(label string) (NamespaceMode, error) {
+	switch m := NamespaceMode(label); m {
+	case ModeOptIn, ModeEnabled, ModeEnforced, ModeDisabled:
+		return m, nil
+	}
+	return ModeOptIn, fmt.Errorf("namespace label %s: invalid value %q: must be enabled, enforced or disabled", InjectionLabel, label)
+}
+
+// Namespace is what the injector knows of a pod's namespace.
+type Namespace struct {
+	Name string
+	Mode NamespaceMode
+}
+
+// Decision says whether a pod is injected, and why.
+type Decision struct {
+	Inject bool
+	// Reason is a short explanation, for logs and the `inject` command.
+	Reason string
+	// Warnings go back to the client that created the pod.
+	Warnings []string
+}
+
+// Decide applies the decision table of the contract (interface.md, "Opting in") to a pod.
+// An inject annotation other than "true" or "false" is refused wherever the pod would be
+// considered at all, so that a typo never silently leaves a pod without its sidecar.
+func (i *Injector) Decide(ns Namespace, pod *corev1.Pod) (Decision, error) {
+	if i.cfg.excluded(ns.Name) {
+		return Decision{Reason: fmt.Sprintf("namespace %s is excluded from injection", ns.Name)}, nil
+	}
+	if ns.Mode == ModeDisabled {
+		return Decision{Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeDisabled)}, nil
+	}
+	value, annotated := pod.Annotations[InjectAnnotation]
+	if annotated && value != "true" && value != "false" {
+		var r Refusal
+		r.annotation(InjectAnnotation, value, `must be "true" (opt in) or "false" (opt out)`)
+		return Decision{}, &r
+	}
+	switch ns.Mode {
+	case ModeEnforced:
+		d := Decision{Inject: true, Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeEnforced)}
+		if value == "false" {
+			d.Warnings = append(d.Warnings, fmt.Sprintf(`annotation %s: "false" overridden: namespace %s is labelled %s=%s, so every pod gets the %s sidecar`,
+				InjectAnnotation, ns.Name, InjectionLabel, ModeEnforced, SidecarName))
+		}
+		return d, nil
+	case ModeEnabled:
+		if value == "false" {
+			return Decision{Reason: fmt.Sprintf(`pod opted out with %s: "false"`, InjectAnnotation)}, nil
+		}
+		return Decision{Inject: true, Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeEnabled)}, nil
+	default:
+		if value == "true" {
+			return Decision{Inject: true, Reason: fmt.Sprintf(`pod opted in with %s: "true"`, InjectAnnotation)}, nil
+		}
+		return Decision{Reason: fmt.Sprintf(`pod did not opt in with %s: "true"`, InjectAnnotation)}, nil
+	}
+}

@@ -1,0 +1,191 @@
+package injector
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Injector mutates pods according to a validated Config. It is safe for concurrent use.
+type Injector struct {
+	cfg Config
+}
+
+// New defaults and validates cfg and returns an Injector for it.
+func New(cfg Config) (*Injector, error) {
+	cfg.Default()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid injector config: %w", err)
+	}
+	return &Injector{cfg: cfg}, nil
+}
+
+// Config returns the defaulted configuration the injector runs with.
+func (i *Injector) Config() Config { return i.cfg }
+
+// Result is the outcome of Mutate for a pod that was not refused.
+type Result struct {
+	Decision
+}
+
+// Mutate decides whether the pod is injected and, if so, injects it in place. A pod that
+// cannot be injected gets a *Refusal and is left unchanged.
+func (i *Injector) Mutate(ns Namespace, pod *corev1.Pod) (Result, error) {
+	d, err := i.Decide(ns, pod)
+	if err != nil || !d.Inject {
+		return Result{Decision: d}, err
+	}
+	warnings, err := i.Inject(ns.Name, pod)
+	if err != nil {
+		return Result{}, err
+	}
+	d.Warnings = append(d.Warnings, warnings...)
+	return Result{Decision: d}, nil
+}
+
+// Inject adds the sidecar, volumes, variables and annotations to a pod of the given
+// namespace, whatever the decision table says. It checks everything before it changes
+// anything: a refused pod is left as it was.
+func (i *Injector) Inject(namespace string, pod *corev1.Pod) (warnings []string, err error) {
+	var r Refusal
+	opts, err := ParseOptions(pod.Annotations, &i.cfg)
+	if err != nil {
+		r.Reasons = append(r.Reasons, err.(*Refusal).Reasons...)
+	}
+	prev, injected := ParseStatus(pod.Annotations)
+	targets := i.check(&r, pod, opts, prev, injected)
+	if err := r.orNil(); err != nil {
+		return nil, err
+	}
+
+	spec := &pod.Spec
+	if spec.ServiceAccountName == "" {
+		// The API server refuses a projected token without a service account; the built-in
+		// ServiceAccount admission plugin, when it runs, sets the same value.
+		spec.ServiceAccountName = spec.DeprecatedServiceAccount
+		if spec.ServiceAccountName == "" {
+			spec.ServiceAccountName = defaultServiceAccount
+		}
+	}
+	if opts.IsolateToken {
+		isolateToken(spec)
+	}
+	spec.Volumes = upsertVolume(spec.Volumes, tokenVolume(opts))
+	spec.Volumes = upsertVolume(spec.Volumes, kubeconfigVolume())
+	spec.InitContainers = slices.DeleteFunc(spec.InitContainers, func(c corev1.Container) bool { return c.Name == SidecarName })
+	spec.InitContainers = slices.Insert(spec.InitContainers, 0, i.sidecar(opts))
+
+	var names []string
+	for _, c := range containers(pod) {
+		if !targets[c.Name] {
+			continue
+		}
+		names = append(names, c.Name)
+		warnings = append(warnings, wire(c, opts.ProxyPort, prev, injected)...)
+	}
+
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[KubeconfigAnnotation] = kubeconfig(namespace, opts.ProxyPort)
+	pod.Annotations[StatusAnnotation] = Status{
+		Version:      i.cfg.Version,
+		Sidecar:      SidecarName,
+		Volumes:      []string{TokenVolumeName, KubeconfigVolumeName},
+		Containers:   names,
+		Port:         opts.ProxyPort,
+		ReadOnly:     opts.ReadOnly,
+		IsolateToken: opts.IsolateToken,
+	}.String()
+	return warnings, nil
+}
+
+// check adds to r what the sidecar cannot coexist with and returns the set of containers to
+// wire. prev is the status of an earlier injection, if injected.
+func (i *Injector) check(r *Refusal, pod *corev1.Pod, opts Options, prev Status, injected bool) map[string]bool {
+	spec := &pod.Spec
+	if spec.HostNetwork {
+		// On the host network, 127.0.0.1 is the node's loopback: the proxy would serve this
+		// pod's credentials to every process on the node, and collide with other such pods.
+		r.add("spec.hostNetwork: true: pods on the host network cannot get the %s sidecar, "+
+			"because it would serve the API with the pod's credentials on the node's loopback; "+
+			"remove hostNetwork or remove the %s annotation", SidecarName, InjectAnnotation)
+	}
+	for _, c := range spec.Containers {
+		if c.Name == SidecarName {
+			r.add("container %q: the name is reserved for the injected sidecar; rename the container", c.Name)
+		}
+	}
+	for _, c := range spec.InitContainers {
+		if c.Name == SidecarName && !injected {
+			r.add("init container %q: the name is reserved for the injected sidecar; rename the container", c.Name)
+		}
+	}
+	for _, v := range spec.Volumes {
+		if (v.Name == TokenVolumeName || v.Name == KubeconfigVolumeName) && !(injected && prev.owns(v.Name)) {
+			r.add("volume %q: the name is reserved for the injected volumes; rename the volume", v.Name)
+		}
+	}
+	targets := map[string]bool{}
+	for _, c := range containers(pod) {
+		if c.Name == SidecarName {
+			continue
+		}
+		for _, p := range c.Ports {
+			if p.ContainerPort == opts.ProxyPort || p.ContainerPort == i.cfg.Sidecar.HealthPort {
+				r.add("container %q: port %d is used by the %s sidecar (proxy port %d, health port %d); "+
+					"choose another port, or set %s to move the proxy", c.Name, p.ContainerPort, SidecarName,
+					opts.ProxyPort, i.cfg.Sidecar.HealthPort, ProxyPortAnnotation)
+			}
+		}
+		targets[c.Name] = opts.Containers == nil
+	}
+	for _, name := range opts.Containers {
+		if _, ok := targets[name]; !ok {
+			r.annotation(ContainersAnnotation, pod.Annotations[ContainersAnnotation],
+				fmt.Sprintf("the pod has no container %q; it has %s", name, containerNames(pod)))
+			continue
+		}
+		targets[name] = true
+	}
+	for _, c := range containers(pod) {
+		if !targets[c.Name] {
+			continue
+		}
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == KubeconfigMountPath && m.Name != KubeconfigVolumeName {
+				r.add("container %q: mount path %s is used by volume %q; the injected kubeconfig is mounted there",
+					c.Name, KubeconfigMountPath, m.Name)
+			}
+		}
+	}
+	return targets
+}
+
+// containers returns pointers to the pod's init and regular containers, in pod order.
+func containers(pod *corev1.Pod) []*corev1.Container {
+	out := make([]*corev1.Container, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
+	for i := range pod.Spec.InitContainers {
+		out = append(out, &pod.Spec.InitContainers[i])
+	}
+	for i := range pod.Spec.Containers {
+		out = append(out, &pod.Spec.Containers[i])
+	}
+	return out
+}
+
+func containerNames(pod *corev1.Pod) string {
+	var names []string
+	for _, c := range containers(pod) {
+		if c.Name != SidecarName {
+			names = append(names, strconv.Quote(c.Name))
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,94 @@
+package injector
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Options are the per-pod settings, resolved from the pod's annotations and the Config.
+type Options struct {
+	ProxyPort              int32
+	TokenAudience          string
+	TokenExpirationSeconds int64
+	ReadOnly               bool
+	IsolateToken           bool
+	// Containers names the containers to wire; nil means all but the sidecar.
+	Containers []string
+}
+
+// ParseOptions resolves a pod's options. Precedence: a pod annotation wins over the
+// configuration; the namespace label only decides whether a pod is injected (see Decide),
+// never how. Every invalid annotation is reported, in one *Refusal.
+func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
+	o := Options{
+		ProxyPort:              cfg.ProxyPort,
+		TokenAudience:          cfg.TokenAudience,
+		TokenExpirationSeconds: cfg.TokenExpirationSeconds,
+	}
+	var r Refusal
+	if v, ok := annotations[ProxyPortAnnotation]; ok {
+		n, err := parseInt(v, MinProxyPort, MaxProxyPort)
+		switch {
+		case err != nil:
+			r.annotation(ProxyPortAnnotation, v, err.Error())
+		case int32(n) == cfg.Sidecar.HealthPort:
+			r.annotation(ProxyPortAnnotation, v, fmt.Sprintf("port %d is the sidecar's health port; choose another port from %d to %d", n, MinProxyPort, MaxProxyPort))
+		default:
+			o.ProxyPort = int32(n)
+		}
+	}
+	if v, ok := annotations[TokenExpirationSecondsAnnotation]; ok {
+		n, err := parseInt(v, MinTokenExpirationSeconds, MaxTokenExpirationSeconds)
+		if err != nil {
+			r.annotation(TokenExpirationSecondsAnnotation, v, err.Error())
+		}
+		o.TokenExpirationSeconds = n
+	}
+	if v, ok := annotations[TokenAudienceAnnotation]; ok {
+		if strings.TrimSpace(v) != v || v == "" {
+			r.annotation(TokenAudienceAnnotation, v, "must be a non-empty audience without surrounding spaces; remove the annotation to use the API server's audience")
+		}
+		o.TokenAudience = v
+	}
+	o.ReadOnly = parseBool(&r, annotations, ReadOnlyAnnotation)
+	o.IsolateToken = parseBool(&r, annotations, IsolateTokenAnnotation)
+	if v, ok := annotations[ContainersAnnotation]; ok {
+		for name := range strings.SplitSeq(v, ",") {
+			name = strings.TrimSpace(name)
+			if name == "" {
+				r.annotation(ContainersAnnotation, v, "must be a comma-separated list of container names, with no empty entry")
+				break
+			}
+			o.Containers = append(o.Containers, name)
+		}
+	}
+	return o, r.orNil()
+}
+
+// parseInt parses a decimal integer within [lo, hi].
+func parseInt(v string, lo, hi int64) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("must be an integer from %d to %d", lo, hi)
+	}
+	return n, nil
+}
+
+// parseBool reads an optional "true"/"false" annotation. Only those two spellings are
+// accepted: a near miss such as "yes" or "True" is refused rather than silently read as
+// false (https://github.com/linkerd/linkerd2/issues/3739).
+func parseBool(r *Refusal, annotations map[string]string, key string) bool {
+	v, ok := annotations[key]
+	if !ok {
+		return false
+	}
+	switch v {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	r.annotation(key, v, `must be "true" or "false"`)
+	return false
+}

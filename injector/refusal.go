@@ -1,0 +1,35 @@
+package injector
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Refusal is the error returned for a pod that cannot be injected as it is. Its message is
+// written for the person who ran `kubectl apply`: it names the annotation or field, the bad
+// value and what is allowed. The webhook turns it into an HTTP 403 admission denial.
+type Refusal struct {
+	// Reasons lists every problem found, each a full sentence fragment.
+	Reasons []string
+}
+
+// Error implements error.
+func (r *Refusal) Error() string {
+	return "api-access-injector: " + strings.Join(r.Reasons, "; ")
+}
+
+func (r *Refusal) add(format string, args ...any) {
+	r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
+}
+
+func (r *Refusal) annotation(key, value, allowed string) {
+	r.add("annotation %s: invalid value %q: %s", key, value, allowed)
+}
+
+// orNil returns r as an error if it holds any reason, nil otherwise.
+func (r *Refusal) orNil() error {
+	if len(r.Reasons) == 0 {
+		return nil
+	}
+	return r
+}

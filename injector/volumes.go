@@ -1,0 +1,106 @@
+package injector
+
+import (
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+)
+
+// tokenVolume is the projected service-account volume of the sidecar: the shape of the
+// built-in kube-api-access volume, with our own expiry and audience. Being ours, it works
+// with automountServiceAccountToken: false too.
+func tokenVolume(opts Options) corev1.Volume {
+	return corev1.Volume{
+		Name: TokenVolumeName,
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			DefaultMode: ptr.To[int32](corev1.ProjectedVolumeSourceDefaultMode),
+			Sources: []corev1.VolumeProjection{
+				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Path:              "token",
+					ExpirationSeconds: ptr.To(opts.TokenExpirationSeconds),
+					Audience:          opts.TokenAudience,
+				}},
+				{ConfigMap: &corev1.ConfigMapProjection{
+					LocalObjectReference: corev1.LocalObjectReference{Name: rootCAConfigMap},
+					Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+				}},
+				{DownwardAPI: &corev1.DownwardAPIProjection{
+					Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace", FieldRef: fieldRef("metadata.namespace")}},
+				}},
+			},
+		}},
+	}
+}
+
+// kubeconfigVolume projects the kubeconfig annotation as a file.
+func kubeconfigVolume() corev1.Volume {
+	return corev1.Volume{
+		Name: KubeconfigVolumeName,
+		VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+			DefaultMode: ptr.To[int32](corev1.DownwardAPIVolumeSourceDefaultMode),
+			Items: []corev1.DownwardAPIVolumeFile{{
+				Path:     KubeconfigFileName,
+				FieldRef: fieldRef("metadata.annotations['" + KubeconfigAnnotation + "']"),
+			}},
+		}},
+	}
+}
+
+func fieldRef(path string) *corev1.ObjectFieldSelector {
+	return &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}
+}
+
+// upsertVolume replaces the volume of the same name, in place, or appends it.
+func upsertVolume(volumes []corev1.Volume, v corev1.Volume) []corev1.Volume {
+	if i := slices.IndexFunc(volumes, func(x corev1.Volume) bool { return x.Name == v.Name }); i >= 0 {
+		volumes[i] = v
+		return volumes
+	}
+	return append(volumes, v)
+}
+
+// isolateToken removes the built-in service-account token mounts from every container but
+// the sidecar, then the volume itself once nothing mounts it.
+func isolateToken(spec *corev1.PodSpec) {
+	builtin := map[string]bool{}
+	for _, v := range spec.Volumes {
+		if isBuiltinTokenVolume(v) {
+			builtin[v.Name] = true
+		}
+	}
+	if len(builtin) == 0 {
+		return
+	}
+	strip := func(cs []corev1.Container) {
+		for i := range cs {
+			if cs[i].Name == SidecarName {
+				continue
+			}
+			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool { return builtin[m.Name] })
+		}
+	}
+	strip(spec.InitContainers)
+	strip(spec.Containers)
+	spec.Volumes = slices.DeleteFunc(spec.Volumes, func(v corev1.Volume) bool { return builtin[v.Name] && !mounted(spec, v.Name) })
+}
+
+// isBuiltinTokenVolume recognises the volume that the ServiceAccount admission plugin adds:
+// named kube-api-access-<suffix> and projecting a service-account token.
+func isBuiltinTokenVolume(v corev1.Volume) bool {
+	if !strings.HasPrefix(v.Name, builtinTokenVolumePrefix) || v.Projected == nil {
+		return false
+	}
+	return slices.ContainsFunc(v.Projected.Sources, func(p corev1.VolumeProjection) bool { return p.ServiceAccountToken != nil })
+}
+
+func mounted(spec *corev1.PodSpec, volume string) bool {
+	uses := func(c corev1.Container) bool {
+		return slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == volume })
+	}
+	return slices.ContainsFunc(spec.InitContainers, uses) || slices.ContainsFunc(spec.Containers, uses) ||
+		slices.ContainsFunc(spec.EphemeralContainers, func(e corev1.EphemeralContainer) bool {
+			return slices.ContainsFunc(e.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == volume })
+		})
+}
