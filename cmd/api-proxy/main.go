@@ -1,0 +1,54 @@
+// Command api-proxy is the sidecar that serves the Kubernetes API unauthenticated on the pod's
+// loopback, authenticating to the API server with the pod's projected service-account token.
+// It takes kubectl proxy's flags; run it with -h for the list. See package proxy.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/api-access-injector/api-access-injector/proxy"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "api-proxy: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg := proxy.DefaultConfig()
+	fs := flag.NewFlagSet("api-proxy", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: api-proxy [flags]\n\n"+
+			"Serves the Kubernetes API on the pod's loopback, authenticated with the pod's service-account token.\n\n")
+		fs.PrintDefaults()
+	}
+	cfg.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: api-proxy takes only flags", fs.Args())
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+
+	// The kubelet stops a container with SIGTERM; Ctrl-C stops it by hand.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	srv, err := proxy.New(cfg)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}

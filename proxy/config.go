@@ -1,0 +1,256 @@
+package proxy
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Defaults shared with kubectl proxy, so that a pod that ran kubectl proxy as a sidecar can
+// switch without changing its arguments.
+// See https://kubernetes.io/docs/reference/kubectl/generated/kubectl_proxy/.
+const (
+	// DefaultPort is the loopback port the API is served on.
+	DefaultPort = 8001
+	// DefaultAddress is the address the API is served on: loopback only, since whoever reaches
+	// the port speaks with the pod's identity.
+	DefaultAddress = "127.0.0.1"
+	// DefaultAcceptHosts accepts only loopback names in the Host header. It protects against
+	// DNS rebinding (a web page in a browser on the same host naming its own domain); it is
+	// not access control.
+	DefaultAcceptHosts = `^localhost$,^127\.0\.0\.1$,^\[::1\]$`
+	// DefaultAcceptPaths accepts every path.
+	DefaultAcceptPaths = `^.*`
+	// DefaultRejectPaths rejects exec and attach, as kubectl proxy does.
+	DefaultRejectPaths = `^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach`
+	// DefaultRejectMethods rejects no method (it matches only the empty method).
+	DefaultRejectMethods = `^$`
+	// DefaultAPIPrefix serves the API at the root of the listener.
+	DefaultAPIPrefix = "/"
+)
+
+// Defaults of the flags kubectl proxy does not have.
+const (
+	// DefaultServiceAccountDir is where the kubelet mounts the service-account volume; the
+	// injector mounts its projected volume at the same place.
+	DefaultServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	// DefaultHealthPort serves /healthz, /readyz and /metrics on all interfaces, for the
+	// kubelet's probes (which reach the pod IP, not 127.0.0.1) and for Prometheus.
+	DefaultHealthPort = 8002
+	// DefaultDrainTimeout bounds how long SIGTERM waits for in-flight requests. A native
+	// sidecar is stopped after the app containers, within what is left of the pod's
+	// terminationGracePeriodSeconds (30 s by default).
+	DefaultDrainTimeout = 10 * time.Second
+)
+
+// Files read from Config.ServiceAccountDir, named as in the kubelet's service-account volume.
+const (
+	// TokenFile holds the bearer token.
+	TokenFile = "token"
+	// CAFile holds the PEM bundle of the API server's certificate authorities.
+	CAFile = "ca.crt"
+	// NamespaceFile holds the pod's namespace.
+	NamespaceFile = "namespace"
+)
+
+// Config is the configuration of a Server: the kubectl proxy flags, the proxy's own flags and
+// what the process wires in. Start from DefaultConfig; New validates it.
+type Config struct {
+	// Port is the port the API is served on; 0 picks a free port.
+	Port int
+	// Address is the IP address the API is served on.
+	Address string
+	// AcceptHosts are regular expressions; a request is served only if its Host (without
+	// port, an IPv6 literal with its brackets) matches one of them.
+	AcceptHosts []string
+	// AcceptPaths are regular expressions; a request is served only if its path matches one
+	// of them.
+	AcceptPaths []string
+	// RejectPaths are regular expressions; a request whose path matches one is rejected,
+	// whatever AcceptPaths says.
+	RejectPaths []string
+	// RejectMethods are regular expressions; a request whose method matches one is rejected.
+	RejectMethods []string
+	// APIPrefix is the path the API is served under. As in kubectl proxy, it is stripped
+	// before the request is forwarded unless it starts with /api.
+	APIPrefix string
+	// DisableFilter turns off AcceptHosts, AcceptPaths, RejectPaths and RejectMethods.
+	// ReadOnly still applies.
+	DisableFilter bool
+
+	// Server is the URL of the API server. Empty means
+	// https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT.
+	Server string
+	// ServiceAccountDir holds the token, ca.crt and namespace files.
+	ServiceAccountDir string
+	// ReadOnly lets only GET, HEAD and OPTIONS through and refuses exec, attach, portforward,
+	// the proxy subresources and every protocol upgrade, even by GET.
+	ReadOnly bool
+	// HealthPort serves /healthz, /readyz and /metrics on all interfaces; 0 picks a free
+	// port.
+	HealthPort int
+
+	// DrainTimeout bounds the drain on shutdown; 0 means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// Logger receives the proxy's logs; nil means slog.Default(). No log line ever holds the
+	// token.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration that the flags default to.
+func DefaultConfig() Config {
+	return Config{
+		Port:              DefaultPort,
+		Address:           DefaultAddress,
+		AcceptHosts:       splitList(DefaultAcceptHosts),
+		AcceptPaths:       splitList(DefaultAcceptPaths),
+		RejectPaths:       splitList(DefaultRejectPaths),
+		RejectMethods:     splitList(DefaultRejectMethods),
+		APIPrefix:         DefaultAPIPrefix,
+		ServiceAccountDir: DefaultServiceAccountDir,
+		HealthPort:        DefaultHealthPort,
+		DrainTimeout:      DefaultDrainTimeout,
+	}
+}
+
+// BindFlags registers the proxy's flags on fs, with c's current values as defaults.
+func (c *Config) BindFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Port, "port", c.Port, "The port on which to serve the API. Set to 0 to pick a free port.")
+	fs.IntVar(&c.Port, "p", c.Port, "Shorthand for --port.")
+	fs.StringVar(&c.Address, "address", c.Address, "The IP address on which to serve the API.")
+	fs.Var((*regexpList)(&c.AcceptHosts), "accept-hosts", "Comma-separated regular expressions for hosts the proxy accepts; "+
+		"the Host header is compared without its port, an IPv6 address with its brackets.")
+	fs.Var((*regexpList)(&c.AcceptPaths), "accept-paths", "Comma-separated regular expressions for paths the proxy accepts.")
+	fs.Var((*regexpList)(&c.RejectPaths), "reject-paths", "Comma-separated regular expressions for paths the proxy rejects. "+
+		"Paths matched here are rejected even if they match --accept-paths.")
+	fs.Var((*regexpList)(&c.RejectMethods), "reject-methods", "Comma-separated regular expressions for HTTP methods the proxy rejects "+
+		"(for example POST,PUT,PATCH).")
+	fs.StringVar(&c.APIPrefix, "api-prefix", c.APIPrefix, "The path prefix under which to serve the API. "+
+		"It is stripped before forwarding unless it starts with /api.")
+	fs.BoolVar(&c.DisableFilter, "disable-filter", c.DisableFilter, "If true, disable the host, path and method filters. "+
+		"This is dangerous and can leave you open to cross-site request forgery; --read-only still applies.")
+	fs.StringVar(&c.Server, "server", c.Server, "The URL of the Kubernetes API server. "+
+		"Empty means https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT.")
+	fs.StringVar(&c.ServiceAccountDir, "serviceaccount-dir", c.ServiceAccountDir, "The directory holding the service-account files "+
+		"token, ca.crt and namespace. The token is re-read whenever it changes.")
+	fs.BoolVar(&c.ReadOnly, "read-only", c.ReadOnly, "If true, let only GET, HEAD and OPTIONS through, and refuse exec, attach, "+
+		"portforward, the proxy subresources and every protocol upgrade, even by GET.")
+	fs.IntVar(&c.HealthPort, "health-port", c.HealthPort, "The port on which to serve /healthz, /readyz and /metrics on all interfaces. "+
+		"It never serves the API. Set to 0 to pick a free port.")
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Port < 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--port %d is not a port: want 0 to 65535", c.Port))
+	}
+	if c.HealthPort < 0 || c.HealthPort > 65535 {
+		errs = append(errs, fmt.Errorf("--health-port %d is not a port: want 0 to 65535", c.HealthPort))
+	}
+	if c.Port != 0 && c.Port == c.HealthPort {
+		errs = append(errs, fmt.Errorf("--port and --health-port are both %d: the health port listens on all interfaces, "+
+			"so it must differ from the API port", c.Port))
+	}
+	if c.Address == "" {
+		errs = append(errs, errors.New("--address is empty: want an IP address such as 127.0.0.1"))
+	}
+	for _, l := range []struct {
+		flag     string
+		patterns []string
+	}{
+		{"--accept-hosts", c.AcceptHosts},
+		{"--accept-paths", c.AcceptPaths},
+		{"--reject-paths", c.RejectPaths},
+		{"--reject-methods", c.RejectMethods},
+	} {
+		if _, err := compileList(l.flag, l.patterns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !strings.HasPrefix(c.APIPrefix, "/") {
+		errs = append(errs, fmt.Errorf("--api-prefix %q must start with /", c.APIPrefix))
+	}
+	if _, err := c.serverURL(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ServiceAccountDir == "" {
+		errs = append(errs, errors.New("--serviceaccount-dir is empty"))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("drain timeout %v is negative", c.DrainTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// serverURL resolves Server, falling back to the in-cluster service environment variables.
+func (c *Config) serverURL() (*url.URL, error) {
+	raw := c.Server
+	if raw == "" {
+		host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+		if host == "" || port == "" {
+			return nil, errors.New("--server is empty and KUBERNETES_SERVICE_HOST or KUBERNETES_SERVICE_PORT is not set: " +
+				"set --server to the API server's URL")
+		}
+		// JoinHostPort brackets an IPv6 address.
+		raw = "https://" + net.JoinHostPort(host, port)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--server %q: %w", raw, err)
+	}
+	// The token must never travel in clear text.
+	if u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: want an https:// URL with a host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("--server %q: want no user, query or fragment", raw)
+	}
+	return u, nil
+}
+
+// compileList compiles a flag's regular expressions, reporting all bad ones together.
+func compileList(flagName string, patterns []string) ([]*regexp.Regexp, error) {
+	res := make([]*regexp.Regexp, 0, len(patterns))
+	var errs []error
+	for _, p := range patterns {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", flagName, err))
+			continue
+		}
+		res = append(res, re)
+	}
+	return res, errors.Join(errs...)
+}
+
+// splitList splits a comma-separated flag value as kubectl proxy does: "" is the empty list,
+// and a comma always separates (a regular expression cannot contain one).
+func splitList(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
+}
+
+// regexpList is a flag.Value for a comma-separated list of regular expressions.
+type regexpList []string
+
+func (l *regexpList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *regexpList) Set(s string) error {
+	*l = splitList(s)
+	return nil
+}

@@ -1,0 +1,21 @@
+// Package proxy is the api-proxy sidecar: a reverse proxy that serves the Kubernetes API
+// unauthenticated on the pod's loopback and speaks to the API server with the pod's projected
+// service-account token.
+//
+// It is flag-compatible with kubectl proxy where their features overlap (same flags, defaults
+// and filter order: --reject-paths, --reject-methods, then --accept-paths and --accept-hosts),
+// and differs where kubectl proxy falls short as a sidecar:
+//
+//   - the token file is re-read when the kubelet rotates it, and once more when the API server
+//     answers 401, so a rotated token never reaches the app as a 401;
+//   - a rejection is a 403 with a Kubernetes Status body naming the rule;
+//   - a client's own Authorization and Impersonate-* headers are dropped;
+//   - an IPv6 Host such as [::1]:8001 is matched against --accept-hosts with its brackets;
+//   - --read-only lets only GET, HEAD and OPTIONS through, and refuses exec, attach,
+//     portforward, the proxy subresources and every protocol upgrade even by GET;
+//   - a separate health port serves /healthz, /readyz and /metrics (Prometheus text) and
+//     never the API;
+//   - SIGTERM drains in-flight requests, ending watches cleanly.
+//
+// The package uses only the standard library, so that the binary stays a few MiB.
+package proxy

@@ -1,0 +1,361 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Server is the api-proxy: the API handler on the loopback listener and the health handler on
+// the health listener.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	target  *url.URL
+	filter  *filter
+	tokens  *tokenSource
+	metrics *metrics
+	up      *upstream
+	rp      *httputil.ReverseProxy
+	ready   *readiness
+
+	// prefix is stripped from request paths before they are filtered and forwarded; "" when
+	// nothing is stripped.
+	prefix string
+
+	// drain is cancelled when shutdown starts; long-running requests end on it.
+	drain    context.Context
+	drainNow context.CancelFunc
+	// upgrades counts upgraded connections, which http.Server.Shutdown does not wait for.
+	upgrades sync.WaitGroup
+
+	apiLn, healthLn net.Listener
+}
+
+// New validates cfg, reads the credentials and builds the handlers. It does not listen.
+func New(cfg Config) (*Server, error) {
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: new(metrics)}
+	s.drain, s.drainNow = context.WithCancel(context.Background())
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.target, _ = cfg.serverURL() // validated above
+	var err error
+	if s.filter, err = newFilter(&cfg); err != nil {
+		return nil, err
+	}
+	if cfg.APIPrefix != "/" && !strings.HasPrefix(cfg.APIPrefix, "/api") {
+		// kubectl proxy strips the prefix unless it starts with /api, in which case it is
+		// part of the API path (--api-prefix=/api/ serves only the core group).
+		s.prefix = cfg.APIPrefix
+	}
+
+	var errs []error
+	s.tokens, err = newTokenSource(filepath.Join(cfg.ServiceAccountDir, TokenFile), s.log, s.metrics)
+	errs = append(errs, err)
+	normal, upgrade, err := newTransports(filepath.Join(cfg.ServiceAccountDir, CAFile))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	s.metrics.tokens.Store(s.tokens)
+	s.up = &upstream{normal: normal, upgrade: upgrade, tokens: s.tokens, metrics: s.metrics}
+	s.rp = &httputil.ReverseProxy{
+		Rewrite:        s.rewrite,
+		Transport:      s.up,
+		FlushInterval:  -1, // every watch event reaches the client at once
+		BufferPool:     bufferPool{},
+		ModifyResponse: s.modifyResponse,
+		ErrorHandler:   s.upstreamError,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.ready = &readiness{up: s.up, tokens: s.tokens, target: s.target}
+	return s, nil
+}
+
+// ServeHTTP serves the API: canonical path, --api-prefix, filters, then the API server.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect { // not an API method; a proxy tunnel request
+		s.reject(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", "CONNECT is not served")
+		return
+	}
+	if p := cleanPath(r.URL.Path); p != r.URL.Path {
+		// As net/http's ServeMux does (and so kubectl proxy), with 308 so that the method
+		// and body survive the redirect.
+		u := *r.URL
+		u.Path, u.RawPath = p, ""
+		s.metrics.request(r.Method, http.StatusPermanentRedirect)
+		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
+		return
+	}
+	if s.prefix != "" {
+		var ok bool
+		if r, ok = stripPrefix(r, s.prefix); !ok {
+			s.reject(w, r, http.StatusNotFound, reasonNotFound, "path is outside --api-prefix "+s.prefix)
+			return
+		}
+	}
+	if msg := s.filter.check(r.Method, r.URL.Path, r.Host, r.Header); msg != "" {
+		s.reject(w, r, http.StatusForbidden, reasonForbidden, msg)
+		return
+	}
+	if isLongRunning(r) {
+		if isUpgrade(r.Header) {
+			// http.Server.Shutdown does not track hijacked connections.
+			s.upgrades.Add(1)
+			defer s.upgrades.Done()
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		if s.drain.Err() != nil {
+			// Draining already: a new watch would only be cut at once.
+			s.reject(w, r, http.StatusServiceUnavailable, "ServiceUnavailable", "the proxy is shutting down")
+			return
+		}
+		stop := context.AfterFunc(s.drain, cancel)
+		defer stop()
+		r = r.WithContext(withLongRunning(ctx))
+	}
+	s.rp.ServeHTTP(w, r)
+}
+
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
+	s.metrics.request(r.Method, code)
+	writeStatus(w, code, reason, msg)
+}
+
+// rewrite builds the request to the API server.
+func (s *Server) rewrite(pr *httputil.ProxyRequest) {
+	out := pr.Out
+	if s.target.Path == "" || s.target.Path == "/" {
+		out.URL.Scheme, out.URL.Host = s.target.Scheme, s.target.Host
+		out.Host = ""
+	} else {
+		pr.SetURL(s.target)
+	}
+	// The pod's identity is the only one the proxy speaks with: a client's own credentials
+	// and impersonation requests are dropped, not passed on as kubectl proxy does.
+	h := out.Header
+	for k := range h {
+		if strings.HasPrefix(k, "Impersonate-") || k == "Authorization" {
+			delete(h, k)
+		}
+	}
+	h["Authorization"] = s.tokens.authorization()
+}
+
+// modifyResponse counts the answer and, for a watch or a followed log, makes the drain end the
+// stream cleanly (the client sees the end of the stream, not a broken connection).
+func (s *Server) modifyResponse(resp *http.Response) error {
+	s.metrics.request(resp.Request.Method, resp.StatusCode)
+	if resp.StatusCode != http.StatusSwitchingProtocols && isLongRunningCtx(resp.Request.Context()) {
+		resp.Body = newDrainBody(resp.Body, s.drain)
+	}
+	return nil
+}
+
+// upstreamError answers when the API server could not be reached.
+func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away, or the drain ended a long-running request
+	}
+	s.log.Warn("the API server could not be reached", "method", r.Method, "path", r.URL.Path, "error", err)
+	s.metrics.request(r.Method, http.StatusBadGateway)
+	writeStatus(w, http.StatusBadGateway, "", "the API server could not be reached: "+err.Error())
+}
+
+// Listen binds the API and health listeners. Addr and HealthAddr are valid after it.
+func (s *Server) Listen() error {
+	apiLn, err := net.Listen("tcp", net.JoinHostPort(s.cfg.Address, strconv.Itoa(s.cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listening for the API: %w", err)
+	}
+	healthLn, err := net.Listen("tcp", ":"+strconv.Itoa(s.cfg.HealthPort))
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("listening for health checks: %w", err)
+	}
+	s.apiLn, s.healthLn = apiLn, healthLn
+	return nil
+}
+
+// Addr returns the address the API is served on, once Listen succeeded.
+func (s *Server) Addr() net.Addr { return s.apiLn.Addr() }
+
+// HealthAddr returns the address of /healthz, /readyz and /metrics, once Listen succeeded.
+func (s *Server) HealthAddr() net.Addr { return s.healthLn.Addr() }
+
+// Run listens, logs where, and serves until ctx is done; then it drains (see Serve).
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.log.Info("api-proxy serving the Kubernetes API", "address", "http://"+s.Addr().String(),
+		"health", s.HealthAddr().String(), "server", s.target.String(), "readOnly", s.cfg.ReadOnly,
+		"filter", !s.cfg.DisableFilter, "namespace", readNamespace(s.cfg.ServiceAccountDir))
+	return s.Serve(ctx)
+}
+
+// Serve serves on the listeners bound by Listen until ctx is done. It then drains: it stops
+// accepting, ends watches, followed logs and upgraded connections, waits up to the drain
+// timeout for the other in-flight requests, and returns nil if they all finished.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.apiLn == nil {
+		return errors.New("serve called before listen")
+	}
+	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	api := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		ErrorLog:          errorLog,
+	}
+	health := &http.Server{
+		Handler:           s.HealthHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		ErrorLog:          errorLog,
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- api.Serve(s.apiLn) }()
+	go func() { errc <- health.Serve(s.healthLn) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc: // a listener failed
+	}
+	s.log.Info("draining", "timeout", s.cfg.DrainTimeout)
+	s.Drain()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+	defer cancel()
+	var errs []error
+	if err := api.Shutdown(dctx); err != nil {
+		errs = append(errs, fmt.Errorf("draining the API listener: %w", err))
+		api.Close()
+	}
+	upgradesDone := make(chan struct{})
+	go func() { s.upgrades.Wait(); close(upgradesDone) }()
+	select {
+	case <-upgradesDone:
+	case <-dctx.Done():
+		errs = append(errs, errors.New("draining upgraded connections: timed out"))
+	}
+	if err := health.Shutdown(dctx); err != nil {
+		health.Close()
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		errs = append(errs, fmt.Errorf("serving: %w", serveErr))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.log.Info("drained")
+	return nil
+}
+
+// Drain ends long-running requests (watches, followed logs, upgraded connections) and
+// refuses new ones. Serve calls it on shutdown; it is safe to call more than once.
+func (s *Server) Drain() { s.drainNow() }
+
+// stripPrefix strips --api-prefix from the request's path, keeping a leading slash, as
+// kubectl proxy does. ok is false when the path is outside the prefix.
+func stripPrefix(r *http.Request, prefix string) (_ *http.Request, ok bool) {
+	p, found := strings.CutPrefix(r.URL.Path, prefix)
+	if !found {
+		if r.URL.Path+"/" == prefix {
+			p, found = "/", true // the prefix itself without its trailing slash
+		} else {
+			return r, false
+		}
+	}
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	r2 := r.WithContext(r.Context())
+	u := *r.URL
+	u.Path = p
+	u.RawPath = ""
+	if rp, ok := strings.CutPrefix(r.URL.RawPath, prefix); ok && r.URL.RawPath != "" {
+		if !strings.HasPrefix(rp, "/") {
+			rp = "/" + rp
+		}
+		u.RawPath = rp
+	}
+	r2.URL = &u
+	return r2, true
+}
+
+// readNamespace returns the pod's namespace for the startup log, "" if unknown.
+func readNamespace(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, NamespaceFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// longRunningKey marks the context of a long-running request, for modifyResponse.
+type longRunningKey struct{}
+
+func withLongRunning(ctx context.Context) context.Context {
+	return context.WithValue(ctx, longRunningKey{}, true)
+}
+
+func isLongRunningCtx(ctx context.Context) bool {
+	v, _ := ctx.Value(longRunningKey{}).(bool)
+	return v
+}
+
+// drainBody ends a streamed response body cleanly when the drain starts: it closes the
+// upstream body to interrupt a blocked read and reports io.EOF instead of the error that
+// closing causes.
+type drainBody struct {
+	io.ReadCloser
+	drain context.Context
+	stop  func() bool
+}
+
+func newDrainBody(body io.ReadCloser, drain context.Context) *drainBody {
+	return &drainBody{ReadCloser: body, drain: drain, stop: context.AfterFunc(drain, func() { body.Close() })}
+}
+
+func (b *drainBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && b.drain.Err() != nil {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+func (b *drainBody) Close() error {
+	b.stop()
+	return b.ReadCloser.Close()
+}
+
+// bufferPool lends the 32 KiB copy buffers of httputil.ReverseProxy, which otherwise
+// allocates one per request.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
