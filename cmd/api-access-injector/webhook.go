@@ -1,0 +1,120 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/version"
+	"github.com/api-access-injector/api-access-injector/webhook"
+)
+
+// webhookFlags are the flags of `api-access-injector webhook`.
+type webhookFlags struct {
+	injectorFlags
+	certDir      string
+	webhookPort  int
+	probeAddr    string
+	metricsAddr  string
+	logLevel     string
+	logFormatDev bool
+}
+
+func runWebhook(args []string) error {
+	var f webhookFlags
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	f.injectorFlags.bind(fs)
+	fs.StringVar(&f.certDir, "cert-dir", filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
+		"Directory holding the serving certificate (tls.crt) and key (tls.key). They are reloaded when they change.")
+	fs.IntVar(&f.webhookPort, "webhook-port", 9443, "Port the admission webhook serves HTTPS on.")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", `Address of the Prometheus /metrics endpoint; "0" disables it.`)
+	fs.StringVar(&f.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
+	fs.BoolVar(&f.logFormatDev, "log-console", false, "Write human-readable console logs instead of JSON.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+
+	inj, errs := f.injectorFlags.load()
+	var level zapcore.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", f.logLevel))
+	}
+	if f.webhookPort < 1 || f.webhookPort > 65535 {
+		errs = append(errs, fmt.Errorf("--webhook-port: %d is out of range 1-65535", f.webhookPort))
+	}
+	for _, name := range []string{"tls.crt", "tls.key"} {
+		if _, err := os.Stat(filepath.Join(f.certDir, name)); err != nil {
+			errs = append(errs, fmt.Errorf("--cert-dir: %s is missing: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+
+	zc := zap.NewProductionConfig()
+	if f.logFormatDev {
+		zc = zap.NewDevelopmentConfig()
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zl, err := zc.Build()
+	if err != nil {
+		return fmt.Errorf("building logger: %w", err)
+	}
+	ctrl.SetLogger(zapr.NewLogger(zl))
+	log := ctrl.Log.WithName("setup")
+
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("finding the API server: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Port:    f.webhookPort,
+		CertDir: f.certDir,
+		// HTTP/1.1 only: the API server does not need HTTP/2, and it keeps the server out of
+		// reach of HTTP/2 stream-reset floods (CVE-2023-44487).
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	})
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                 scheme,
+		WebhookServer:          server,
+		Metrics:                metricsserver.Options{BindAddress: f.metricsAddr},
+		HealthProbeBindAddress: f.probeAddr,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	webhook.Register(server, inj, scheme)
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	// Ready once the webhook server serves TLS with the certificate it loaded.
+	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return err
+	}
+	cfg := inj.Config()
+	log.Info("starting api-access-injector webhook", "version", version.Get(), "port", f.webhookPort,
+		"sidecarImage", cfg.Sidecar.Image, "excludedNamespaces", append(injector.AlwaysExcludedNamespaces, cfg.ExcludedNamespaces...))
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+// Package manifest applies the injector to Kubernetes manifests offline: Pods and the pod
+// templates of workloads, in multi-document YAML, by the same rules as the admission webhook.
+//
+// Each document is changed by a JSON patch computed the way the webhook computes it, so
+// fields the injector's types do not know, and the objects it does not handle, come out
+// unchanged.
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/patch"
+)
+
+// templatePaths gives, by apiVersion group and kind, where an object keeps its pod template
+// (as JSON pointer tokens); "" is the object itself.
+var templatePaths = map[string][]string{
+	"/Pod":                   nil,
+	"apps/Deployment":        {"spec", "template"},
+	"apps/StatefulSet":       {"spec", "template"},
+	"apps/DaemonSet":         {"spec", "template"},
+	"apps/ReplicaSet":        {"spec", "template"},
+	"batch/Job":              {"spec", "template"},
+	"batch/CronJob":          {"spec", "jobTemplate", "spec", "template"},
+	"/ReplicationController": {"spec", "template"},
+}
+
+// Options tell Inject how to treat the documents.
+type Options struct {
+	// Injector does the mutation.
+	Injector *injector.Injector
+	// Mode stands in for the namespace label of every document's namespace.
+	Mode injector.NamespaceMode
+	// Namespace is used for documents that name none. It may be empty.
+	Namespace string
+}
+
+// Inject reads YAML documents from r and writes them to w, injected where the rules say so.
+// Warnings are returned; a refusal is an error that names the object, and nothing is written
+// after it.
+func Inject(r io.Reader, w io.Writer, opts Options) (warnings []string, err error) {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	first := true
+	for {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return warnings, nil
+		}
+		if err != nil {
+			return warnings, fmt.Errorf("reading YAML: %w", err)
+		}
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		out, warns, err := injectDocument(doc, opts)
+		warnings = append(warnings, warns...)
+		if err != nil {
+			return warnings, err
+		}
+		if !first {
+			if _, err := io.WriteString(w, "---\n"); err != nil {
+				return warnings, err
+			}
+		}
+		first = false
+		if _, err := w.Write(out); err != nil {
+			return warnings, err
+		}
+	}
+}
+
+func injectDocument(doc []byte, opts Options) ([]byte, []string, error) {
+	raw, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing YAML document: %w", err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		return doc, nil, nil // not an object: pass it through untouched
+	}
+	apiVersion, _ := obj["apiVersion"].(string)
+	kind, _ := obj["kind"].(string)
+	group, _, _ := strings.Cut(apiVersion, "/")
+	if !strings.Contains(apiVersion, "/") {
+		group = ""
+	}
+	path, ok := templatePaths[group+"/"+kind]
+	if !ok {
+		return doc, nil, nil
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	if name == "" {
+		name, _ = meta["generateName"].(string)
+	}
+	namespace, _ := meta["namespace"].(string)
+	if namespace == "" {
+		namespace = opts.Namespace
+	}
+	what := fmt.Sprintf("%s %s", kind, name)
+	if namespace != "" {
+		what = fmt.Sprintf("%s %s/%s", kind, namespace, name)
+	}
+
+	template, err := lookup(obj, path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	var warnings []string
+	if len(path) > 0 {
+		if _, misplaced := annotations(meta)[injector.InjectAnnotation]; misplaced {
+			if _, ok := annotations(template)[injector.InjectAnnotation]; !ok {
+				warnings = append(warnings, fmt.Sprintf("%s: annotation %s is on the %s itself, where it has no effect; put it in %s.metadata.annotations",
+					what, injector.InjectAnnotation, kind, strings.Join(path, ".")))
+			}
+		}
+	}
+
+	templateJSON, err := json.Marshal(template)
+	if err != nil {
+		return nil, nil, err
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(templateJSON, &pod); err != nil {
+		return nil, nil, fmt.Errorf("%s: decoding the pod: %w", what, err)
+	}
+	original, err := json.Marshal(&pod)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := opts.Injector.Mutate(injector.Namespace{Name: namespace, Mode: opts.Mode}, &pod)
+	if err != nil {
+		return nil, warnings, fmt.Errorf("%s: %w", what, err)
+	}
+	for _, w := range res.Warnings {
+		warnings = append(warnings, what+": "+w)
+	}
+	if !res.Inject {
+		return doc, warnings, nil
+	}
+	mutated, err := json.Marshal(&pod)
+	if err != nil {
+		return nil, warnings, err
+	}
+	ops, err := patch.Create(original, mutated)
+	if err != nil {
+		return nil, warnings, err
+	}
+	prefix := ""
+	for _, token := range path {
+		prefix += "/" + token
+	}
+	if _, ok := template["metadata"]; !ok {
+		template["metadata"] = map[string]any{}
+		if raw, err = json.Marshal(obj); err != nil {
+			return nil, warnings, err
+		}
+	}
+	for i := range ops {
+		ops[i].Path = prefix + ops[i].Path
+	}
+	opsJSON, err := json.Marshal(ops)
+	if err != nil {
+		return nil, warnings, err
+	}
+	p, err := jsonpatchapply.DecodePatch(opsJSON)
+	if err != nil {
+		return nil, warnings, err
+	}
+	patched, err := p.Apply(raw)
+	if err != nil {
+		return nil, warnings, fmt.Errorf("%s: applying the injection: %w", what, err)
+	}
+	out, err := yaml.JSONToYAML(patched)
+	return out, warnings, err
+}
+
+// lookup walks obj along path to the pod template.
+func lookup(obj map[string]any, path []string) (map[string]any, error) {
+	cur := obj
+	for i, token := range path {
+		next, ok := cur[token].(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: missing or not an object", strings.Join(path[:i+1], "."))
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+func annotations(obj map[string]any) map[string]any {
+	meta, _ := obj["metadata"].(map[string]any)
+	a, _ := meta["annotations"].(map[string]any)
+	return a
+}
+
+// stripComments drops comment-only lines, so that a document of comments counts as empty.
+func stripComments(doc []byte) []byte {
+	var out []byte
+	for line := range bytes.Lines(doc) {
+		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
+			out = append(out, line...)
+		}
+	}
+	return out
+}

@@ -1,0 +1,104 @@
+package patch
+
+import (
+	"encoding/json"
+	"testing"
+
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-cmp/cmp"
+)
+
+// apply applies Create(original, modified) to target and returns the result decoded.
+func apply(t *testing.T, original, modified, target string) any {
+	t.Helper()
+	ops, err := Create([]byte(original), []byte(modified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatchapply.DecodePatch(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Apply([]byte(target))
+	if err != nil {
+		t.Fatalf("applying %s: %v", raw, err)
+	}
+	var v any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func decode(t *testing.T, s string) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestCreate(t *testing.T) {
+	tests := []struct{ name, a, b string }{
+		{"nothing changes", `{"a":[1,2],"b":{"c":"d"}}`, `{"a":[1,2],"b":{"c":"d"}}`},
+		{"add, remove, replace keys", `{"a":1,"b":2,"n":null}`, `{"b":3,"c":{"d":[1]},"n":null}`},
+		{"keys needing escapes", `{"m":{"a/b":"1","c~d":"2"}}`, `{"m":{"a/b":"3","e/f~g":"4"}}`},
+		{"scalar array grows and shrinks", `{"a":[1,2,3],"b":["x"]}`, `{"a":[1,4],"b":["x","y","z"]}`},
+		{"type change", `{"a":[1],"b":{"c":1}}`, `{"a":{"x":1},"b":"c"}`},
+		{"named: insert at front", `{"l":[{"name":"a","v":1},{"name":"b","v":2}]}`, `{"l":[{"name":"s"},{"name":"a","v":1},{"name":"b","v":3}]}`},
+		{"named: insert in the middle and append", `{"l":[{"name":"a"},{"name":"b"}]}`, `{"l":[{"name":"a"},{"name":"x"},{"name":"b"},{"name":"y"}]}`},
+		{"named: remove and reorder", `{"l":[{"name":"a"},{"name":"b"},{"name":"c"},{"name":"d"}]}`, `{"l":[{"name":"c"},{"name":"a","v":1},{"name":"e"}]}`},
+		{"named: from empty", `{"l":[]}`, `{"l":[{"name":"a"}]}`},
+		{"named: to empty", `{"l":[{"name":"a"}]}`, `{"l":[]}`},
+		{"duplicate names fall back to indices", `{"l":[{"name":"a"},{"name":"a"}]}`, `{"l":[{"name":"b"},{"name":"a"},{"name":"a"}]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := apply(t, tt.a, tt.b, tt.a)
+			if diff := cmp.Diff(decode(t, tt.b), got); diff != "" {
+				t.Errorf("patch(a) != b (-b +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestUnknownFieldsStayInTheirElement is the reason this package exists: the patch is
+// computed from round-tripped copies that lack a field, and applied to the real object that
+// has it. The field must stay with its container, not move to the one inserted before it.
+func TestUnknownFieldsStayInTheirElement(t *testing.T) {
+	typed := `{"spec":{"initContainers":[{"name":"migrate","image":"m"}],"containers":[{"name":"app","image":"a"}]}}`
+	mutated := `{"spec":{"initContainers":[{"name":"api-proxy","image":"p","restartPolicy":"Always"},{"name":"migrate","image":"m","env":[{"name":"K","value":"v"}]}],` +
+		`"containers":[{"name":"app","image":"a","env":[{"name":"K","value":"v"}]}]}}`
+	real := `{"spec":{"futureSpecField":true,"initContainers":[{"name":"migrate","image":"m","futureField":{"x":1}}],` +
+		`"containers":[{"name":"app","image":"a","futureField":{"y":2}}]}}`
+	want := `{"spec":{"futureSpecField":true,"initContainers":[{"name":"api-proxy","image":"p","restartPolicy":"Always"},` +
+		`{"name":"migrate","image":"m","futureField":{"x":1},"env":[{"name":"K","value":"v"}]}],` +
+		`"containers":[{"name":"app","image":"a","futureField":{"y":2},"env":[{"name":"K","value":"v"}]}]}}`
+	if diff := cmp.Diff(decode(t, want), apply(t, typed, mutated, real)); diff != "" {
+		t.Errorf("unknown fields moved or lost (-want +got):\n%s", diff)
+	}
+}
+
+func FuzzCreate(f *testing.F) {
+	f.Add(`{"l":[{"name":"a"}]}`, `{"l":[{"name":"b"},{"name":"a","x":1}]}`)
+	f.Add(`[1,{"a":2}]`, `{"a":[null,true,"s"]}`)
+	f.Fuzz(func(t *testing.T, a, b string) {
+		var av, bv any
+		if json.Unmarshal([]byte(a), &av) != nil || json.Unmarshal([]byte(b), &bv) != nil {
+			return
+		}
+		_, aObject := av.(map[string]any)
+		_, bObject := bv.(map[string]any)
+		if !aObject || !bObject {
+			return // pods are objects; appliers refuse to replace a root with anything else
+		}
+		if diff := cmp.Diff(bv, apply(t, a, b, a)); diff != "" {
+			t.Errorf("patch(a) != b (-b +got):\n%s", diff)
+		}
+	})
+}

@@ -1,0 +1,9 @@
+// Package webhook is the admission plumbing of api-access-injector, and nothing more: it
+// decodes the pod, takes the namespace's injection mode from the path the API server called,
+// runs the injector, and answers with a JSON patch and warnings, or a 403 refusal.
+//
+// The namespace mode comes from the MutatingWebhookConfiguration: it has one entry per mode,
+// each selecting its namespaces by label and calling its own path. The API server evaluates
+// those selectors on every admission, so the handler needs no namespace lookup and no cache
+// that could lag behind a label change.
+package webhook
