@@ -175,7 +175,12 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 // upstreamError answers when the API server could not be reached.
 func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
-		return // the client went away, or the drain ended a long-running request
+		// The client went away (nobody reads an answer), or the drain ended a long-running
+		// request before the API server answered.
+		if s.drain.Err() != nil {
+			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the proxy is shutting down")
+		}
+		return
 	}
 	s.log.Warn("the API server could not be reached", "method", r.Method, "path", r.URL.Path, "error", err)
 	s.metrics.request(r.Method, http.StatusBadGateway)
