@@ -131,7 +131,7 @@ type envProxy struct {
 
 func (e *saEnv) startProxy(t *testing.T, tok string, mutate func(*Config)) *envProxy {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir(), logs: new(syncBuffer)}
+	f := &fixture{t: t, tb: t, dir: t.TempDir(), logs: new(syncBuffer)}
 	if err := os.WriteFile(filepath.Join(f.dir, CAFile), e.cfg.CAData, 0o644); err != nil {
 		t.Fatal(err)
 	}

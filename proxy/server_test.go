@@ -48,6 +48,7 @@ func (b *syncBuffer) String() string {
 // service-account directory laid out as the kubelet lays it out.
 type fixture struct {
 	t        *testing.T
+	tb       testing.TB // t, or the benchmark
 	dir      string
 	upstream *httptest.Server
 	srv      *Server
@@ -64,6 +65,31 @@ func newFixture(t *testing.T, upstream http.Handler, mutate func(*Config)) *fixt
 	t.Cleanup(up.Close)
 
 	f := &fixture{t: t, dir: t.TempDir(), upstream: up, logs: new(syncBuffer)}
+	f.srv = newServerFor(t, f, mutate)
+	f.front = httptest.NewServer(f.srv)
+	t.Cleanup(f.front.Close)
+	t.Cleanup(func() {
+		logs := f.logs.String()
+		for _, tok := range f.tokens {
+			if strings.Contains(logs, tok) {
+				t.Errorf("a log line holds the token %q:\n%s", tok, logs)
+			}
+		}
+	})
+	return f
+}
+
+// newFixtureFor returns a proxy to up with default settings, for benchmarks.
+func newFixtureFor(b *testing.B, up *httptest.Server) *Server {
+	f := &fixture{dir: b.TempDir(), upstream: up, logs: new(syncBuffer)}
+	return newServerFor(b, f, nil)
+}
+
+// newServerFor writes the service-account files of f and builds a proxy to f.upstream.
+func newServerFor(t testing.TB, f *fixture, mutate func(*Config)) *Server {
+	t.Helper()
+	f.tb = t
+	up := f.upstream
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
 	if err := os.WriteFile(filepath.Join(f.dir, CAFile), ca, 0o644); err != nil {
 		t.Fatal(err)
@@ -82,43 +108,32 @@ func newFixture(t *testing.T, upstream http.Handler, mutate func(*Config)) *fixt
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	f.srv = srv
-	f.front = httptest.NewServer(srv)
-	t.Cleanup(f.front.Close)
-	t.Cleanup(func() {
-		logs := f.logs.String()
-		for _, tok := range f.tokens {
-			if strings.Contains(logs, tok) {
-				t.Errorf("a log line holds the token %q:\n%s", tok, logs)
-			}
-		}
-	})
-	return f
+	return srv
 }
 
 // writeToken replaces the token as the kubelet does: a new timestamped directory, then an
 // atomic swap of the ..data symlink that the token symlink points through.
 func (f *fixture) writeToken(tok string) {
-	f.t.Helper()
+	f.tb.Helper()
 	f.tokens = append(f.tokens, tok)
 	ts, err := os.MkdirTemp(f.dir, "..ts")
 	if err != nil {
-		f.t.Fatal(err)
+		f.tb.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(ts, TokenFile), []byte(tok), 0o644); err != nil {
-		f.t.Fatal(err)
+		f.tb.Fatal(err)
 	}
 	tmp := filepath.Join(f.dir, "..data_tmp")
 	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-		f.t.Fatal(err)
+		f.tb.Fatal(err)
 	}
 	if err := os.Rename(tmp, filepath.Join(f.dir, "..data")); err != nil {
-		f.t.Fatal(err)
+		f.tb.Fatal(err)
 	}
 	link := filepath.Join(f.dir, TokenFile)
 	if _, err := os.Lstat(link); errors.Is(err, os.ErrNotExist) {
 		if err := os.Symlink(filepath.Join("..data", TokenFile), link); err != nil {
-			f.t.Fatal(err)
+			f.tb.Fatal(err)
 		}
 	}
 }
