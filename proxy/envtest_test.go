@@ -219,7 +219,8 @@ func statusOf(t *testing.T, body string) metav1.Status {
 func TestEnvtestAPIThroughProxy(t *testing.T) {
 	e := newSAEnv(t)
 	p := e.startProxy(t, e.token(t, ""), nil)
-	ro := e.startProxy(t, e.token(t, ""), func(c *Config) { c.ReadOnly = true })
+	// No --reject-paths, so that --read-only alone has to refuse exec and attach.
+	ro := e.startProxy(t, e.token(t, ""), func(c *Config) { c.ReadOnly, c.RejectPaths = true, nil })
 	user := "system:serviceaccount:" + e.ns + ":app"
 
 	t.Run("allowed request gets the API server's answer", func(t *testing.T) {
@@ -263,7 +264,11 @@ func TestEnvtestAPIThroughProxy(t *testing.T) {
 		{name: "read-only POST", p: ro, method: "POST", path: "/api/v1/namespaces/" + e.ns + "/pods",
 			message: "--read-only lets only GET, HEAD and OPTIONS through, not POST"},
 		{name: "read-only exec by GET", p: ro, method: "GET", path: "/api/v1/namespaces/" + e.ns + "/pods/app/exec?command=id",
-			header: upgrade, message: "path matches --reject-paths ^/api/.*/pods/.*/exec"},
+			message: "--read-only refuses the exec subresource"},
+		{name: "read-only exec by GET with a WebSocket upgrade", p: ro, method: "GET", path: "/api/v1/namespaces/" + e.ns + "/pods/app/exec?command=id",
+			header: upgrade, message: "--read-only refuses protocol upgrades (exec, attach and portforward)"},
+		{name: "read-only attach by GET", p: ro, method: "GET", path: "/api/v1/namespaces/" + e.ns + "/pods/app/attach?stdout=true",
+			message: "--read-only refuses the attach subresource"},
 		{name: "read-only portforward by GET", p: ro, method: "GET", path: "/api/v1/namespaces/" + e.ns + "/pods/app/portforward",
 			header: upgrade, message: "--read-only refuses protocol upgrades (exec, attach and portforward)"},
 		{name: "read-only pod proxy", p: ro, method: "GET", path: "/api/v1/namespaces/" + e.ns + "/pods/app/proxy/",

@@ -251,7 +251,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc: // a listener failed
 	}
-	s.log.Info("draining", "timeout", s.cfg.DrainTimeout)
+	s.log.Info("draining", "timeout", s.cfg.DrainTimeout.String())
 	s.Drain()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
 	defer cancel()
