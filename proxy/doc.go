@@ -7,7 +7,8 @@
 // and differs where kubectl proxy falls short as a sidecar:
 //
 //   - the token file is re-read when the kubelet rotates it, and once more when the API server
-//     answers 401, so a rotated token never reaches the app as a 401;
+//     answers 401, so a rotated token never reaches the app as a 401; the CA bundle is
+//     re-read when it changes, so a cluster CA rotation needs no restart;
 //   - a rejection is a 403 with a Kubernetes Status body naming the rule;
 //   - a client's own Authorization and Impersonate-* headers are dropped;
 //   - an IPv6 Host such as [::1]:8001 is matched against --accept-hosts with its brackets;

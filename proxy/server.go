@@ -71,13 +71,12 @@ func New(cfg Config) (*Server, error) {
 	var errs []error
 	s.tokens, err = newTokenSource(filepath.Join(cfg.ServiceAccountDir, TokenFile), s.log, s.metrics)
 	errs = append(errs, err)
-	normal, upgrade, err := newTransports(filepath.Join(cfg.ServiceAccountDir, CAFile))
+	s.up, err = newUpstream(filepath.Join(cfg.ServiceAccountDir, CAFile), s.tokens, s.metrics, s.log)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	s.metrics.tokens.Store(s.tokens)
-	s.up = &upstream{normal: normal, upgrade: upgrade, tokens: s.tokens, metrics: s.metrics}
 	s.rp = &httputil.ReverseProxy{
 		Rewrite:        s.rewrite,
 		Transport:      s.up,

@@ -99,16 +99,21 @@ func newServerFor(t testing.TB, f *fixture, mutate func(*Config)) *Server {
 	cfg := DefaultConfig()
 	cfg.Server = up.URL
 	cfg.ServiceAccountDir = f.dir
-	cfg.Port, cfg.HealthPort = 0, 0
-	cfg.Logger = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	srv, err := New(cfg)
+	srv, err := newServerWith(cfg, f)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	return srv
+}
+
+// newServerWith builds a proxy that logs into f.logs.
+func newServerWith(cfg Config, f *fixture) (*Server, error) {
+	cfg.Port, cfg.HealthPort = 0, 0
+	cfg.Logger = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return New(cfg)
 }
 
 // writeToken replaces the token as the kubelet does: a new timestamped directory, then an

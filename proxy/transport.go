@@ -6,9 +6,12 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,18 +20,37 @@ import (
 // larger or chunked bodies are sent once.
 const maxReplayBody = 1 << 20
 
-// newTransports returns the transport for ordinary requests (HTTP/2 when the API server
-// offers it, reused connections) and the one for upgrades, which must be HTTP/1.1: an
-// HTTP/2 stream cannot switch protocols, and net/http sends only WebSocket upgrades over
-// HTTP/1.1 by itself, not SPDY ones (https://go.dev/issue/46657).
-func newTransports(caFile string) (normal, upgrade *http.Transport, err error) {
-	pem, err := os.ReadFile(caFile)
+// caCheckInterval bounds how often a request stats the CA bundle. The bundle changes only
+// when the cluster's CA is rotated, and then holds the old and the new CA for a while.
+const caCheckInterval = 10 * time.Second
+
+// transports are the two transports built from one CA bundle: one for ordinary requests
+// (HTTP/2 when the API server offers it, reused connections) and one for upgrades, which
+// must be HTTP/1.1: an HTTP/2 stream cannot switch protocols, and net/http sends only
+// WebSocket upgrades over HTTP/1.1 by itself, not SPDY ones.
+type transports struct {
+	normal, upgrade *http.Transport
+	ca              os.FileInfo // the bundle they trust
+}
+
+// loadTransports reads the CA bundle and builds the transports that trust it.
+func loadTransports(caFile string) (*transports, error) {
+	f, err := os.Open(caFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the API server's CA: %w", err)
+		return nil, fmt.Errorf("reading the API server's CA: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading the API server's CA: %w", err)
+	}
+	pem, err := io.ReadAll(io.LimitReader(f, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading the API server's CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, nil, fmt.Errorf("reading the API server's CA: %s holds no PEM certificate", caFile)
+		return nil, fmt.Errorf("reading the API server's CA: %s holds no PEM certificate", caFile)
 	}
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	base := func() *http.Transport {
@@ -47,37 +69,92 @@ func newTransports(caFile string) (normal, upgrade *http.Transport, err error) {
 		}
 	}
 
-	normal = base()
-	normal.ForceAttemptHTTP2 = true
-	normal.Protocols = new(http.Protocols)
-	normal.Protocols.SetHTTP1(true)
-	normal.Protocols.SetHTTP2(true)
+	t := &transports{normal: base(), upgrade: base(), ca: fi}
+	t.normal.ForceAttemptHTTP2 = true
+	t.normal.Protocols = new(http.Protocols)
+	t.normal.Protocols.SetHTTP1(true)
+	t.normal.Protocols.SetHTTP2(true)
 	// Detect a dead connection (an API server that vanished without closing it) within
 	// a minute instead of the kernel's TCP timeout, as client-go does
 	// (https://github.com/kubernetes/kubernetes/issues/87615).
-	normal.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
+	t.normal.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
 
-	upgrade = base()
-	upgrade.Protocols = new(http.Protocols)
-	upgrade.Protocols.SetHTTP1(true)
-	upgrade.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	return normal, upgrade, nil
+	// SPDY upgrades would otherwise go over a pooled HTTP/2 connection and fail
+	// (https://go.dev/issue/46657: net/http only forces HTTP/1.1 for WebSocket).
+	t.upgrade.Protocols = new(http.Protocols)
+	t.upgrade.Protocols.SetHTTP1(true)
+	t.upgrade.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	return t, nil
+}
+
+// close closes the idle connections; requests in flight finish on theirs.
+func (t *transports) close() {
+	t.normal.CloseIdleConnections()
+	t.upgrade.CloseIdleConnections()
 }
 
 // upstream is the RoundTripper to the API server: it picks the transport, observes latency and
 // retries once, with a re-read token, a request the API server answered with 401.
 type upstream struct {
-	normal, upgrade http.RoundTripper
-	tokens          *tokenSource
-	metrics         *metrics
+	tokens  *tokenSource
+	metrics *metrics
+	log     *slog.Logger
+
+	// The CA bundle is re-read when it changes, so that a rotation of the cluster's CA
+	// (kube-root-ca.crt then holds both CAs) does not need a restart.
+	caFile     string
+	caInterval time.Duration
+	caNext     atomic.Int64 // unix nanoseconds of the next stat
+	caMu       sync.Mutex   // serializes reloads
+	cur        atomic.Pointer[transports]
+}
+
+func newUpstream(caFile string, tokens *tokenSource, m *metrics, log *slog.Logger) (*upstream, error) {
+	t, err := loadTransports(caFile)
+	if err != nil {
+		return nil, err
+	}
+	u := &upstream{tokens: tokens, metrics: m, log: log, caFile: caFile, caInterval: caCheckInterval}
+	u.cur.Store(t)
+	u.caNext.Store(time.Now().Add(u.caInterval).UnixNano())
+	return u, nil
+}
+
+// transports returns the transports to use, re-reading the CA bundle first if it changed
+// since the last check (at most once per interval).
+func (u *upstream) transports(now time.Time) *transports {
+	n := now.UnixNano()
+	if next := u.caNext.Load(); n >= next && u.caNext.CompareAndSwap(next, n+int64(u.caInterval)) {
+		u.reloadCAIfChanged()
+	}
+	return u.cur.Load()
+}
+
+func (u *upstream) reloadCAIfChanged() {
+	u.caMu.Lock()
+	defer u.caMu.Unlock()
+	old := u.cur.Load()
+	fi, err := os.Stat(u.caFile)
+	if err != nil || (os.SameFile(fi, old.ca) && fi.Size() == old.ca.Size() && fi.ModTime().Equal(old.ca.ModTime())) {
+		return // unchanged, or gone for a moment: keep trusting what we trust
+	}
+	t, err := loadTransports(u.caFile)
+	if err != nil {
+		u.log.Error("keeping the current CA bundle", "error", err)
+		return
+	}
+	u.cur.Store(t)
+	old.close()
+	u.log.Info("CA bundle reloaded", "file", u.caFile)
 }
 
 // RoundTrip sends req, whose Authorization header the caller set from u.tokens.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
+	t := u.transports(start)
 	if len(req.Header["Upgrade"]) > 0 {
 		// A 101 answer hands the connection over, so there is nothing to retry.
-		resp, err := u.upgrade.RoundTrip(req)
+		resp, err := t.upgrade.RoundTrip(req)
 		u.metrics.upstream(time.Since(start))
 		return resp, err
 	}
@@ -98,7 +175,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	used := req.Header["Authorization"]
-	resp, err := u.normal.RoundTrip(req)
+	resp, err := t.normal.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || !retryable || req.Context().Err() != nil {
 		u.metrics.upstream(time.Since(start))
 		return resp, err
@@ -116,7 +193,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if body != nil {
 		retry.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	resp, err = u.normal.RoundTrip(retry)
+	resp, err = t.normal.RoundTrip(retry)
 	u.metrics.upstream(time.Since(start))
 	return resp, err
 }
