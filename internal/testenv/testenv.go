@@ -31,7 +31,7 @@ func AssetsDir() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("locating envtest binaries: %w", err)
 		}
-		dir = filepath.Join(store, "k8s", KubernetesVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH)
+		dir = filepath.Join(store, KubernetesVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH)
 	}
 	for _, name := range []string{"kube-apiserver", "etcd", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {

@@ -1,0 +1,206 @@
+// Package e2e runs the injection webhook in-process behind the real webhook configuration
+// (config/webhook) and a real kube-apiserver and etcd (envtest), and checks what the API
+// server stores.
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+
+	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/server"
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
+)
+
+const (
+	webhookManifest      = "../../config/webhook/manifests.yaml"
+	lateContainerWebhook = "testdata/late-container-webhook.yaml"
+	lateContainerPath    = "/e2e/add-late-container"
+	sidecarImage         = "registry.example.com/api-proxy:e2e"
+	injectorNamespace    = "api-access-system"
+)
+
+var (
+	env       *envtest.Environment
+	restCfg   *rest.Config
+	clientset *kubernetes.Clientset
+	inj       *injector.Injector
+	stopHook  context.CancelFunc
+	probeAddr string
+)
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	ctrl.SetLogger(logr.Discard())
+	var err error
+	if inj, err = injector.New(injector.Config{Version: "e2e", Sidecar: injector.SidecarConfig{Image: sidecarImage},
+		ExcludedNamespaces: []string{injectorNamespace}}); err != nil {
+		return 0, err
+	}
+	if env, err = testenv.New(); err != nil {
+		return 0, err
+	}
+	hooks, err := loadWebhooks(webhookManifest, lateContainerWebhook)
+	if err != nil {
+		return 0, err
+	}
+	env.WebhookInstallOptions = envtest.WebhookInstallOptions{MutatingWebhooks: hooks}
+	if restCfg, err = env.Start(); err != nil {
+		return 0, fmt.Errorf("starting envtest: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	if clientset, err = kubernetes.NewForConfig(restCfg); err != nil {
+		return 0, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return 0, err
+	}
+	probeAddr = "127.0.0.1:" + strconv.Itoa(port)
+	if err := startWebhook(); err != nil {
+		return 0, err
+	}
+	defer func() { stopHook() }() // the server may have been restarted by a test
+	return m.Run(), nil
+}
+
+// loadWebhooks reads MutatingWebhookConfigurations for envtest, which points them at the
+// local server as https://host:port/ + service.path; the leading slash is dropped so that
+// the URL path is the one the server serves.
+func loadWebhooks(paths ...string) ([]*admissionv1.MutatingWebhookConfiguration, error) {
+	var out []*admissionv1.MutatingWebhookConfiguration
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		cfg := &admissionv1.MutatingWebhookConfiguration{}
+		if err := yaml.UnmarshalStrict(data, cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		for i := range cfg.Webhooks {
+			if s := cfg.Webhooks[i].ClientConfig.Service; s != nil && s.Path != nil {
+				*s.Path = strings.TrimPrefix(*s.Path, "/")
+			}
+		}
+		out = append(out, cfg)
+	}
+	return out, nil
+}
+
+// startWebhook builds the webhook process as the webhook command does, adds the test's own
+// late-container webhook, and waits until it is ready.
+func startWebhook() error {
+	o := env.WebhookInstallOptions
+	mgr, err := server.New(restCfg, server.Options{
+		Injector: inj, CertDir: o.LocalServingCertDir, Host: o.LocalServingHost, Port: o.LocalServingPort,
+		HealthProbeBindAddress: probeAddr, MetricsBindAddress: "0",
+	})
+	if err != nil {
+		return err
+	}
+	mgr.GetWebhookServer().Register(lateContainerPath, &admission.Webhook{Handler: admission.HandlerFunc(addLateContainer)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once sync.Once
+	stopHook = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + probeAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("webhook manager stopped: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	stopHook()
+	return fmt.Errorf("webhook not ready on %s after 30s", probeAddr)
+}
+
+// waitWebhookDown waits until the webhook port refuses connections.
+func waitWebhookDown() error {
+	o := env.WebhookInstallOptions
+	addr := net.JoinHostPort(o.LocalServingHost, strconv.Itoa(o.LocalServingPort))
+	for range 100 {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a liveness check only
+		if err != nil {
+			return nil
+		}
+		conn.Close()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("webhook still serving on %s", addr)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lateContainer is what the test's second webhook adds.
+var lateContainer = corev1.Container{
+	Name: "late", Image: "registry.example.com/late:1", Command: []string{"/late"},
+	SecurityContext: restrictedContainer(),
+}
+
+func addLateContainer(_ context.Context, req admission.Request) admission.Response {
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == lateContainer.Name {
+			return admission.Allowed("already there")
+		}
+	}
+	pod.Spec.Containers = append(pod.Spec.Containers, lateContainer)
+	mutated, err := json.Marshal(pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, mutated)
+}
