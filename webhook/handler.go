@@ -68,6 +68,12 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		record(h.Mode, resultError)
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
 	}
+	// The API server sends only pods that passed its own schema; anything else gets no patch,
+	// which could not apply to an object missing the metadata or spec it adds to.
+	if (pod.Name == "" && pod.GenerateName == "") || len(pod.Spec.Containers) == 0 {
+		record(h.Mode, resultError)
+		return admission.Errored(http.StatusBadRequest, errors.New("decoding pod: not a pod: it needs metadata.name or metadata.generateName, and spec.containers"))
+	}
 	// Diff against the decoded original, not the raw request: both sides then lack the
 	// fields the compiled types do not know, so the patch never removes them
 	// (https://github.com/Azure/azure-workload-identity/issues/1312); and diff named lists
