@@ -13,9 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 )
 
 // KubernetesVersion is the version of the envtest binaries that `make envtest` provisions.
@@ -68,4 +71,28 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 		return nil, nil, fmt.Errorf("starting envtest (binaries in %s): %w", env.BinaryAssetsDirectory, err)
 	}
 	return env, cfg, nil
+}
+
+// LoadWebhooks reads MutatingWebhookConfiguration files for envtest's WebhookInstallOptions.
+// envtest points each entry at its local server as https://host:port/ + service.path, so the
+// leading slash of the path is dropped here: the URL path is then the one the server serves.
+func LoadWebhooks(paths ...string) ([]*admissionv1.MutatingWebhookConfiguration, error) {
+	var out []*admissionv1.MutatingWebhookConfiguration
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		cfg := &admissionv1.MutatingWebhookConfiguration{}
+		if err := yaml.UnmarshalStrict(data, cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		for i := range cfg.Webhooks {
+			if s := cfg.Webhooks[i].ClientConfig.Service; s != nil && s.Path != nil {
+				*s.Path = strings.TrimPrefix(*s.Path, "/")
+			}
+		}
+		out = append(out, cfg)
+	}
+	return out, nil
 }

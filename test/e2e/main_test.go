@@ -12,20 +12,17 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	"sigs.k8s.io/yaml"
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/internal/server"
@@ -68,7 +65,7 @@ func run(m *testing.M) (int, error) {
 	if env, err = testenv.New(); err != nil {
 		return 0, err
 	}
-	hooks, err := loadWebhooks(webhookManifest, lateContainerWebhook)
+	hooks, err := testenv.LoadWebhooks(webhookManifest, lateContainerWebhook)
 	if err != nil {
 		return 0, err
 	}
@@ -90,30 +87,6 @@ func run(m *testing.M) (int, error) {
 	}
 	defer func() { stopHook() }() // the server may have been restarted by a test
 	return m.Run(), nil
-}
-
-// loadWebhooks reads MutatingWebhookConfigurations for envtest, which points them at the
-// local server as https://host:port/ + service.path; the leading slash is dropped so that
-// the URL path is the one the server serves.
-func loadWebhooks(paths ...string) ([]*admissionv1.MutatingWebhookConfiguration, error) {
-	var out []*admissionv1.MutatingWebhookConfiguration
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
-		cfg := &admissionv1.MutatingWebhookConfiguration{}
-		if err := yaml.UnmarshalStrict(data, cfg); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		for i := range cfg.Webhooks {
-			if s := cfg.Webhooks[i].ClientConfig.Service; s != nil && s.Path != nil {
-				*s.Path = strings.TrimPrefix(*s.Path, "/")
-			}
-		}
-		out = append(out, cfg)
-	}
-	return out, nil
 }
 
 // startWebhook builds the webhook process as the webhook command does, adds the test's own
