@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,16 +10,11 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/server"
 	"github.com/api-access-injector/api-access-injector/internal/version"
-	"github.com/api-access-injector/api-access-injector/webhook"
 )
 
 // webhookFlags are the flags of `api-access-injector webhook`.
@@ -82,32 +76,14 @@ func runWebhook(args []string) error {
 	if err != nil {
 		return fmt.Errorf("finding the API server: %w", err)
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
-		Port:    f.webhookPort,
-		CertDir: f.certDir,
-		// HTTP/1.1 only: the API server does not need HTTP/2, and it keeps the server out of
-		// reach of HTTP/2 stream-reset floods (CVE-2023-44487).
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
-	})
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                 scheme,
-		WebhookServer:          server,
-		Metrics:                metricsserver.Options{BindAddress: f.metricsAddr},
+	mgr, err := server.New(restConfig, server.Options{
+		Injector:               inj,
+		CertDir:                f.certDir,
+		Port:                   f.webhookPort,
 		HealthProbeBindAddress: f.probeAddr,
+		MetricsBindAddress:     f.metricsAddr,
 	})
 	if err != nil {
-		return fmt.Errorf("creating manager: %w", err)
-	}
-	webhook.Register(server, inj, scheme)
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
-	}
-	// Ready once the webhook server serves TLS with the certificate it loaded.
-	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return err
 	}
 	cfg := inj.Config()
