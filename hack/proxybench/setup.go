@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	benchNS = "bench"
+	benchSA = "bench"
+)
+
+// target is one way of reaching the API server.
+type target struct {
+	name   string
+	base   string
+	client *http.Client
+	auth   string    // Authorization header, direct only
+	cmd    *exec.Cmd // the proxy process, nil for direct
+	binary string    // the proxy's binary
+}
+
+func (t *target) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if t.auth != "" {
+		req.Header.Set("Authorization", t.auth)
+	}
+	return t.client.Do(req)
+}
+
+// fixture is the namespace, ServiceAccount, RBAC and pods the bench reads, and the
+// service-account directory both proxies read the token from.
+type fixture struct {
+	admin *kubernetes.Clientset
+	cfg   *rest.Config
+	dir   string // token, ca.crt, namespace
+}
+
+func newFixture(ctx context.Context, cfg *rest.Config, dir string, pods int) (*fixture, error) {
+	admin, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	f := &fixture{admin: admin, cfg: cfg, dir: dir}
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNS}}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	for _, sa := range []string{"default", benchSA} {
+		if _, err := admin.CoreV1().ServiceAccounts(benchNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := admin.RbacV1().Roles(benchNS).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	if _, err := admin.RbacV1().RoleBindings(benchNS).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-pod-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: benchSA, Namespace: benchNS}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pod-reader"},
+	}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	for i := range pods {
+		if _, err := admin.CoreV1().Pods(benchNS).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%d", i), Labels: map[string]string{"app": "bench"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Name: "app", Image: "registry.example.com/app:1", Command: []string{"/app"},
+				Env: []corev1.EnvVar{{Name: "INDEX", Value: strconv.Itoa(i)}},
+			}}},
+		}, metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), cfg.CAData, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "namespace"), []byte(benchNS), 0o644); err != nil {
+		return nil, err
+	}
+	_, err = f.writeToken(ctx, "token-1")
+	return f, err
+}
+
+// writeToken requests a token for the bench ServiceAccount bound to a new Secret named
+// secret (deleting the Secret revokes the token) and writes it atomically, as the kubelet
+// swaps a projected volume's files.
+func (f *fixture) writeToken(ctx context.Context, secret string) (string, error) {
+	s, err := f.admin.CoreV1().Secrets(benchNS).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secret}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	tr, err := f.admin.CoreV1().ServiceAccounts(benchNS).CreateToken(ctx, benchSA, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: ptr.To[int64](3600),
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: s.Name, UID: s.UID},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(f.dir, ".token.tmp")
+	if err := os.WriteFile(tmp, []byte(tr.Status.Token), 0o600); err != nil {
+		return "", err
+	}
+	return tr.Status.Token, os.Rename(tmp, filepath.Join(f.dir, "token"))
+}
+
+func (f *fixture) token() string {
+	b, _ := os.ReadFile(filepath.Join(f.dir, "token"))
+	return string(b)
+}
+
+func (f *fixture) direct() (*target, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(f.cfg.CAData) {
+		return nil, errors.New("no CA in the rest.Config")
+	}
+	// As client-go does: HTTP/2 when the server offers it, kept-alive connections.
+	tr := &http.Transport{
+		TLSClientConfig:    &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:  true,
+		MaxIdleConns:       64,
+		DisableCompression: true,
+	}
+	return &target{name: "direct", base: strings.TrimRight(f.cfg.Host, "/"), client: &http.Client{Transport: tr},
+		auth: "Bearer " + f.token()}, nil
+}
+
+// loopbackClient is the client of a proxy: plain HTTP/1.1 with kept-alive connections.
+func loopbackClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, DisableCompression: true}}
+}
+
+// startAPIProxy builds ./cmd/api-proxy as the image does (unless bin names a prebuilt one)
+// and runs it with the fixture's service-account directory.
+func (f *fixture) startAPIProxy(ctx context.Context, binDir, bin string) (*target, error) {
+	if bin == "" {
+		bin = filepath.Join(binDir, "api-proxy")
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin,
+			"github.com/api-access-injector/api-access-injector/cmd/api-proxy")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building api-proxy: %w\n%s", err, out)
+		}
+	}
+	port, health := freePort(), freePort()
+	cmd := exec.Command(bin, "--port="+strconv.Itoa(port), "--health-port="+strconv.Itoa(health),
+		"--server="+f.cfg.Host, "--serviceaccount-dir="+f.dir)
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	t := &target{name: "api-proxy", base: "http://127.0.0.1:" + strconv.Itoa(port), client: loopbackClient(), cmd: cmd, binary: bin}
+	return t, waitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/readyz")
+}
+
+// startKubectlProxy runs `kubectl proxy` with a kubeconfig that reads the same token file.
+func (f *fixture) startKubectlProxy(ctx context.Context, kubectl, work string) (*target, error) {
+	kubeconfig := filepath.Join(work, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+clusters:
+- name: envtest
+  cluster: {server: %q, certificate-authority: %q}
+users:
+- name: bench
+  user: {tokenFile: %q}
+contexts:
+- name: bench
+  context: {cluster: envtest, user: bench, namespace: %s}
+current-context: bench
+`, f.cfg.Host, filepath.Join(f.dir, "ca.crt"), filepath.Join(f.dir, "token"), benchNS), 0o600); err != nil {
+		return nil, err
+	}
+	port := freePort()
+	cmd := exec.Command(kubectl, "proxy", "--kubeconfig", kubeconfig, "--port", strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), "HOME="+work)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	t := &target{name: "kubectl proxy", base: base, client: loopbackClient(), cmd: cmd, binary: kubectl}
+	return t, waitOK(ctx, base+"/version")
+}
+
+func waitOK(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not OK after 30s", url)
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
