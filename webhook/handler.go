@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,9 +9,9 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/internal/patch"
@@ -44,15 +43,12 @@ type Handler struct {
 	Injector *injector.Injector
 	// Mode is the injection mode of the namespaces whose pods this handler receives.
 	Mode injector.NamespaceMode
-	// Decoder decodes the pod from the request.
-	Decoder admission.Decoder
 }
 
 // Register serves one handler per namespace mode on a webhook server.
-func Register(mux interface{ Register(string, http.Handler) }, inj *injector.Injector, scheme *runtime.Scheme) {
-	decoder := admission.NewDecoder(scheme)
+func Register(mux interface{ Register(string, http.Handler) }, inj *injector.Injector) {
 	for path, mode := range Paths {
-		hook := &admission.Webhook{Handler: &Handler{Injector: inj, Mode: mode, Decoder: decoder}}
+		hook := &admission.Webhook{Handler: &Handler{Injector: inj, Mode: mode}}
 		mux.Register(path, hook.WithRecoverPanic(true))
 	}
 }
@@ -63,8 +59,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
 		return admission.Allowed("not a pod creation")
 	}
+	// Decoded as the API server encodes it: case-sensitive field names, integers kept exact.
 	pod := &corev1.Pod{}
-	if err := h.Decoder.Decode(req, pod); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
 		record(h.Mode, resultError)
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
 	}
@@ -79,11 +76,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	// (https://github.com/Azure/azure-workload-identity/issues/1312); and diff named lists
 	// by name (package patch), so that inserting the sidecar first in initContainers does
 	// not shift those fields into the wrong container.
-	original, err := json.Marshal(pod)
-	if err != nil {
-		record(h.Mode, resultError)
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
+	original := pod.DeepCopy()
 	res, err := h.Injector.Mutate(injector.Namespace{Name: req.Namespace, Mode: h.Mode}, pod)
 	var refusal *injector.Refusal
 	switch {
@@ -98,12 +91,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		record(h.Mode, resultSkipped)
 		return admission.Allowed(res.Reason).WithWarnings(res.Warnings...)
 	}
-	mutated, err := json.Marshal(pod)
-	if err != nil {
-		record(h.Mode, resultError)
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	ops, err := patch.Create(original, mutated)
+	ops, err := patch.PodPatch(original, pod)
 	if err != nil {
 		record(h.Mode, resultError)
 		return admission.Errored(http.StatusInternalServerError, err)

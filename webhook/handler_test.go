@@ -13,11 +13,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/patch"
 )
 
 func newHandler(t testing.TB, mode injector.NamespaceMode) *Handler {
@@ -26,11 +27,7 @@ func newHandler(t testing.TB, mode injector.NamespaceMode) *Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	return &Handler{Injector: inj, Mode: mode, Decoder: admission.NewDecoder(scheme)}
+	return &Handler{Injector: inj, Mode: mode}
 }
 
 func podRequest(raw []byte) admission.Request {
@@ -195,7 +192,25 @@ func FuzzHandle(f *testing.F) {
 			t.Errorf("refusal without code or message: %+v", resp.Result)
 		}
 		if resp.Allowed && len(resp.Patches) > 0 {
-			applyResponse(t, raw, resp) // the patch must apply to what was sent
+			// The patch applies to what was sent, and does what the whole-document diff does.
+			got := applyResponse(t, raw, resp)
+			var original corev1.Pod
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &original); err != nil {
+				t.Fatal(err)
+			}
+			modified := original.DeepCopy()
+			if _, err := h.Injector.Mutate(injector.Namespace{Name: "team-a", Mode: h.Mode}, modified); err != nil {
+				t.Fatal(err)
+			}
+			a, _ := json.Marshal(&original)
+			b, _ := json.Marshal(modified)
+			ops, err := patch.Create(a, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(applyResponse(t, raw, admission.Patched("", ops...)), got); diff != "" {
+				t.Errorf("the handler's patch and the whole-document diff differ (-whole +handler):\n%s", diff)
+			}
 		}
 	})
 }

@@ -113,16 +113,28 @@ func diffNamed(a, b []any, path string, ops []jsonpatch.Operation) []jsonpatch.O
 	return ops
 }
 
-// keptIndices pairs the elements of a and b that share a name and keep their relative order:
-// the longest increasing run of a-indices taken in b's order.
+// keptIndices pairs the elements of a and b that share a name and keep their relative order.
 func keptIndices(a, b []any) map[int]int {
-	index := make(map[string]int, len(a))
+	an, bn := make([]string, len(a)), make([]string, len(b))
 	for i, x := range a {
-		index[name(x)] = i
+		an[i] = name(x)
+	}
+	for j, y := range b {
+		bn[j] = name(y)
+	}
+	return keptNames(an, bn)
+}
+
+// keptNames pairs equal names of a and b (each list's names unique) that keep their relative
+// order: the longest increasing run of a-indices taken in b's order. It maps a-index to b-index.
+func keptNames(a, b []string) map[int]int {
+	index := make(map[string]int, len(a))
+	for i, n := range a {
+		index[n] = i
 	}
 	var pairs [][2]int // (a-index, b-index) of common names in b order
-	for j, y := range b {
-		if i, ok := index[name(y)]; ok {
+	for j, n := range b {
+		if i, ok := index[n]; ok {
 			pairs = append(pairs, [2]int{i, j})
 		}
 	}
@@ -141,7 +153,7 @@ func keptIndices(a, b []any) map[int]int {
 			best = k
 		}
 	}
-	kept := map[int]int{}
+	kept := make(map[int]int, len(pairs))
 	for k := best; k >= 0; k = prev[k] {
 		kept[pairs[k][0]] = pairs[k][1]
 	}
@@ -173,7 +185,12 @@ func name(x any) string {
 	return n
 }
 
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 // escape encodes a key as a JSON pointer token (RFC 6901).
 func escape(k string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(k)
+	if !strings.ContainsAny(k, "~/") {
+		return k
+	}
+	return pointerEscaper.Replace(k)
 }

@@ -60,7 +60,7 @@ func New(restConfig *rest.Config, o Options) (manager.Manager, error) {
 	}
 	// GetWebhookServer, not server: the manager starts the webhook server only once it has
 	// been asked for it.
-	webhook.Register(mgr.GetWebhookServer(), o.Injector, scheme)
+	webhook.Register(mgr.GetWebhookServer(), o.Injector)
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
