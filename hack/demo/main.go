@@ -28,12 +28,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/materialize"
 	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
 const namespace = "demo"
 
 func main() {
+	// The demo's own executable is the app that runs inside the materialised pod.
+	if materialize.IsApp() {
+		os.Exit(materialize.AppMain())
+	}
 	binDir := flag.String("bin-dir", "bin", "Directory holding the api-access-injector and api-proxy binaries (make build).")
 	flag.Parse()
 	if err := run(*binDir); err != nil {
@@ -196,7 +201,9 @@ func deployment() *appsv1.Deployment {
 			Replicas: ptr.To[int32](1),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{injector.ReadOnlyAnnotation: "true"}},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+					injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "true",
+				}},
 				Spec: corev1.PodSpec{
 					ServiceAccountName: "pod-lister",
 					Containers: []corev1.Container{{
@@ -269,6 +276,9 @@ func describe(pod *corev1.Pod) string {
 			}
 		}
 		line("+ container %s: %s; kubeconfig mounted at %s", c.Name, strings.Join(env, " "), injector.KubeconfigMountPath)
+	}
+	if status, ok := injector.ParseStatus(pod.Annotations); ok && status.IsolateToken {
+		line("- the kube-api-access volume the ServiceAccount admission plugin added, and its mounts (%s: \"true\")", injector.IsolateTokenAnnotation)
 	}
 	line("+ annotation %s: %s", injector.StatusAnnotation, pod.Annotations[injector.StatusAnnotation])
 	line("+ annotation %s: a kubeconfig for %s, namespace %s",
