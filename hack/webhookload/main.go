@@ -1,0 +1,345 @@
+// Command webhookload measures the admission webhook under load, the way the project's
+// performance goals are stated: AdmissionReview v1 over TLS with HTTP/1.1 keep-alive, the
+// benchmark pod (injector/testdata/realistic.in.yaml: the shared benchmark pod, opted in), a
+// fresh UID per request, the webhook process pinned to one core and the load on the other.
+//
+// It runs, in one go, the api-access-injector webhook binary and a "null" webhook (TLS,
+// decode, encode, a trivial patch: the harness's floor), and reports for each: closed-loop
+// throughput with 4 senders, CPU microseconds per admission, open-loop p50/p99 latency at a
+// fixed rate, and peak resident memory. Run it with `make load`.
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"sigs.k8s.io/yaml"
+)
+
+type options struct {
+	bin         string
+	podFile     string
+	duration    time.Duration
+	senders     int
+	rate        int
+	serveNull   string
+	certDir     string
+	skipNull    bool
+	targetAddrs string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin/api-access-injector", "The webhook binary to measure (make build).")
+	flag.StringVar(&o.podFile, "pod", "injector/testdata/realistic.in.yaml", "The pod to admit (YAML).")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "Length of each load phase.")
+	flag.IntVar(&o.senders, "senders", 4, "Concurrent senders in the closed loop.")
+	flag.IntVar(&o.rate, "rate", 500, "Requests per second in the open loop.")
+	flag.BoolVar(&o.skipNull, "skip-null", false, "Do not measure the null webhook baseline.")
+	flag.StringVar(&o.serveNull, "serve-null", "", "Internal: serve the null webhook on this port.")
+	flag.StringVar(&o.certDir, "cert-dir", "", "Internal: certificate directory of the null webhook.")
+	flag.Parse()
+	var err error
+	if o.serveNull != "" {
+		err = serveNull(o.serveNull, o.certDir)
+	} else {
+		err = run(o)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "webhookload:", err)
+		os.Exit(1)
+	}
+}
+
+// result is what one target measured.
+type result struct {
+	name          string
+	throughput    float64 // admissions per second, closed loop
+	cpuPerAdmit   time.Duration
+	p50, p99, max time.Duration // open loop
+	failures      int64
+	rssKB         int64
+}
+
+func run(o options) error {
+	body, err := podJSON(o.podFile)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "webhookload-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if err := writeSelfSignedCert(work); err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(work, "kubeconfig")
+	// The webhook serves admissions without calling the API server; the manager only needs an address.
+	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster: {server: 'https://127.0.0.1:1'}\ncontexts:\n- name: none\n  context: {cluster: none, user: none}\ncurrent-context: none\nusers:\n- name: none\n  user: {}\n"), 0o600); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	targets := []struct {
+		name string
+		path string
+		argv []string
+	}{
+		{"api-access-injector", "/inject/opt-in", []string{o.bin, "webhook", "--cert-dir", work, "--metrics-bind-address", "0",
+			"--health-probe-bind-address", "0", "--log-level", "error"}},
+	}
+	if !o.skipNull {
+		targets = append(targets, struct {
+			name string
+			path string
+			argv []string
+		}{"null webhook (floor)", "/null", []string{self, "--cert-dir", work}})
+	}
+	fmt.Printf("machine: %s, %d cores; webhook pinned to core 0 (GOMAXPROCS=1), load on the others\n", cpuModel(), goruntime.NumCPU())
+	fmt.Printf("pod: %s (%d bytes of JSON), a fresh UID per request; %v per phase\n\n", o.podFile, len(body), o.duration)
+
+	var results []result
+	for i, t := range targets {
+		port := strconv.Itoa(19443 + i)
+		argv := t.argv
+		if t.name == "api-access-injector" {
+			argv = append(argv, "--webhook-port", port)
+		} else {
+			argv = append(argv, "--serve-null", port)
+		}
+		r, err := measure(o, t.name, "https://127.0.0.1:"+port+t.path, argv, kubeconfig, body)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		results = append(results, r)
+	}
+	printTable(o, results)
+	return nil
+}
+
+func measure(o options, name, url string, argv []string, kubeconfig string, pod []byte) (result, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if _, err := exec.LookPath("taskset"); err == nil {
+		cmd = exec.Command("taskset", append([]string{"-c", "0", argv[0]}, argv[1:]...)...)
+	}
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "KUBECONFIG="+kubeconfig)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a self-signed certificate made by this run
+		MaxIdleConnsPerHost: o.senders * 4, ForceAttemptHTTP2: false,
+	}, Timeout: 10 * time.Second}
+	send := func() (time.Duration, error) {
+		start := time.Now()
+		resp, err := client.Post(url, "application/json", bytes.NewReader(review(pod)))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var out admissionv1.AdmissionReview
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return 0, err
+		}
+		if out.Response == nil || !out.Response.Allowed || len(out.Response.Patch) == 0 {
+			return 0, fmt.Errorf("unexpected answer: %+v", out.Response)
+		}
+		return time.Since(start), nil
+	}
+	ready := false
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, err := send(); err == nil {
+			ready = true
+			break
+		}
+	}
+	if !ready {
+		return result{}, fmt.Errorf("not answering after 20s: %s", stderr.String())
+	}
+	pid := cmd.Process.Pid
+	r := result{name: name}
+
+	// Warm up, then the closed loop.
+	closedLoop(send, o.senders, 2*time.Second)
+	cpu0 := cpuTime(pid)
+	n, failed, elapsed := closedLoop(send, o.senders, o.duration)
+	cpu := cpuTime(pid) - cpu0
+	r.throughput = float64(n) / elapsed.Seconds()
+	if n > 0 {
+		r.cpuPerAdmit = cpu / time.Duration(n)
+	}
+	r.failures += failed
+
+	// The open loop: requests leave on a fixed schedule; latency counts from the scheduled
+	// time, so a stalled server cannot hide its queueing.
+	lat, failed := openLoop(send, o.rate, o.duration)
+	r.failures += failed
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	}
+	r.rssKB = peakRSS(pid)
+	return r, nil
+}
+
+func closedLoop(send func() (time.Duration, error), senders int, d time.Duration) (n, failed int64, elapsed time.Duration) {
+	var ok, bad atomic.Int64
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if _, err := send(); err != nil {
+					bad.Add(1)
+				} else {
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return ok.Load(), bad.Load(), time.Since(start)
+}
+
+func openLoop(send func() (time.Duration, error), rate int, d time.Duration) ([]time.Duration, int64) {
+	interval := time.Second / time.Duration(rate)
+	total := int(d / interval)
+	lat := make([]time.Duration, 0, total)
+	var mu sync.Mutex
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range total {
+		scheduled := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(scheduled))
+		wg.Go(func() {
+			if _, err := send(); err != nil {
+				failed.Add(1)
+				return
+			}
+			l := time.Since(scheduled)
+			mu.Lock()
+			lat = append(lat, l)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return lat, failed.Load()
+}
+
+var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
+
+func review(pod []byte) []byte {
+	r := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: uuid.NewUUID(), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Resource: podResource,
+			RequestKind: &metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, RequestResource: &podResource,
+			Namespace: "bench", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: pod},
+		},
+	}
+	b, _ := json.Marshal(r)
+	return b
+}
+
+func podJSON(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return yaml.YAMLToJSON(data)
+}
+
+func printTable(o options, results []result) {
+	fmt.Printf("| measure | %s |\n|---|%s\n", strings.Join(names(results), " | "), strings.Repeat("---|", len(results)))
+	row := func(label string, f func(r result) string) {
+		var cells []string
+		for _, r := range results {
+			cells = append(cells, f(r))
+		}
+		fmt.Printf("| %s | %s |\n", label, strings.Join(cells, " | "))
+	}
+	row(fmt.Sprintf("closed loop, %d senders: admissions/s", o.senders), func(r result) string { return fmt.Sprintf("%.0f", r.throughput) })
+	row("CPU µs per admission", func(r result) string { return fmt.Sprintf("%.0f", float64(r.cpuPerAdmit.Nanoseconds())/1e3) })
+	row(fmt.Sprintf("open loop %d/s: p50 / p99 ms", o.rate), func(r result) string {
+		return fmt.Sprintf("%.2f / %.2f", ms(r.p50), ms(r.p99))
+	})
+	row("peak resident memory", func(r result) string { return fmt.Sprintf("%.0f MB", float64(r.rssKB)/1024) })
+	row("failed requests", func(r result) string { return strconv.FormatInt(r.failures, 10) })
+	if len(results) == 2 && results[1].throughput > 0 {
+		a, b := results[0], results[1]
+		fmt.Printf("\nratios to the null webhook of this run: throughput %.2f, CPU per admission %.2f, p99 %.2f\n",
+			a.throughput/b.throughput, float64(a.cpuPerAdmit)/float64(b.cpuPerAdmit), float64(a.p99)/float64(b.p99))
+	}
+}
+
+func names(results []result) []string {
+	var out []string
+	for _, r := range results {
+		out = append(out, r.name)
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func cpuModel() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for line := range strings.Lines(string(data)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return goruntime.GOARCH
+}
+
+// cpuTime is the user+system CPU time of a process, from /proc/<pid>/stat (clock ticks of 10 ms).
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// peakRSS is VmHWM, the peak resident set, in KiB.
+func peakRSS(pid int) int64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
