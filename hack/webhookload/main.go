@@ -33,6 +33,8 @@ import (
 	runtime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"sigs.k8s.io/yaml"
+
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
 type options struct {
@@ -90,7 +92,7 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	if err := writeSelfSignedCert(work); err != nil {
+	if err := testenv.WriteServingCert(work, 1); err != nil {
 		return err
 	}
 	kubeconfig := filepath.Join(work, "kubeconfig")

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +58,7 @@ func TestInjectedPodListsPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err) // names the command that provisions the binaries
 	}
-	hooks, err := loadWebhooks(webhookManifest)
+	hooks, err := testenv.LoadWebhooks("../../config/webhook/manifests.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,11 @@ func TestInjectedPodListsPods(t *testing.T) {
 		t.Fatalf("starting envtest: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	startWebhook(t, env, cfg, inj)
+	stop, err := testenv.StartWebhook(env, cfg, inj, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
 	admin, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -281,4 +286,15 @@ func jwtClaims(t *testing.T, token []byte) map[string]any {
 		t.Fatal(err)
 	}
 	return claims
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return n
 }

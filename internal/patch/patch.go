@@ -86,35 +86,9 @@ func diffArrays(a, b []any, path string, ops []jsonpatch.Operation) []jsonpatch.
 }
 
 // diffNamed compares arrays of objects keyed by their unique "name". The elements present in
-// both, in the same relative order, are kept in place and diffed; the others are removed
-// (from the end, so indices stay valid) and then added at their final index.
+// both, in the same relative order, are kept in place and diffed; the others are removed and
+// added (see reshape).
 func diffNamed(a, b []any, path string, ops []jsonpatch.Operation) []jsonpatch.Operation {
-	kept := keptIndices(a, b) // a-index -> b-index
-	for i := len(a) - 1; i >= 0; i-- {
-		if _, ok := kept[i]; !ok {
-			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
-		}
-	}
-	keptB := make(map[int]int, len(kept))
-	for ai, bi := range kept {
-		keptB[bi] = ai
-	}
-	for j := range b {
-		if _, ok := keptB[j]; !ok {
-			ops = append(ops, jsonpatch.NewOperation("add", path+"/"+strconv.Itoa(j), b[j]))
-		}
-	}
-	// After the removals and additions, element j of the array is b's element j.
-	for j := range b {
-		if ai, ok := keptB[j]; ok {
-			ops = diff(a[ai], b[j], path+"/"+strconv.Itoa(j), ops)
-		}
-	}
-	return ops
-}
-
-// keptIndices pairs the elements of a and b that share a name and keep their relative order.
-func keptIndices(a, b []any) map[int]int {
 	an, bn := make([]string, len(a)), make([]string, len(b))
 	for i, x := range a {
 		an[i] = name(x)
@@ -122,7 +96,42 @@ func keptIndices(a, b []any) map[int]int {
 	for j, y := range b {
 		bn[j] = name(y)
 	}
-	return keptNames(an, bn)
+	ops, kept, _ := reshape(path, an, bn, func(j int) (any, error) { return b[j], nil }, ops)
+	for j := range b {
+		if ai, ok := kept[j]; ok {
+			ops = diff(a[ai], b[j], path+"/"+strconv.Itoa(j), ops)
+		}
+	}
+	return ops
+}
+
+// reshape emits the operations that turn a named list whose names are an into one whose
+// names are bn: the removal of every element not kept (from the end, so that indices stay
+// valid), then the addition of every new element at its final index, value(j) giving new
+// element j. It returns, by index in the new list, the old index of each kept element: once
+// the operations are applied, new element j is that old element, to be diffed in place.
+func reshape(path string, an, bn []string, value func(j int) (any, error), ops []jsonpatch.Operation) ([]jsonpatch.Operation, map[int]int, error) {
+	kept := keptNames(an, bn) // old index -> new index
+	for i := len(an) - 1; i >= 0; i-- {
+		if _, ok := kept[i]; !ok {
+			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
+		}
+	}
+	byNew := make(map[int]int, len(kept))
+	for i, j := range kept {
+		byNew[j] = i
+	}
+	for j := range bn {
+		if _, ok := byNew[j]; ok {
+			continue
+		}
+		v, err := value(j)
+		if err != nil {
+			return nil, nil, err
+		}
+		ops = append(ops, jsonpatch.NewOperation("add", path+"/"+strconv.Itoa(j), v))
+	}
+	return ops, byNew, nil
 }
 
 // keptNames pairs equal names of a and b (each list's names unique) that keep their relative

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"testing"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -15,23 +14,7 @@ func apply(t *testing.T, original, modified, target string) any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := json.Marshal(ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := jsonpatchapply.DecodePatch(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := p.Apply([]byte(target))
-	if err != nil {
-		t.Fatalf("applying %s: %v", raw, err)
-	}
-	var v any
-	if err := json.Unmarshal(out, &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return applyOps(t, []byte(target), ops)
 }
 
 func decode(t *testing.T, s string) any {

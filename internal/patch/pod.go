@@ -149,31 +149,18 @@ func diffList[T any](path string, a, b []T, kind listKind[T], ops []jsonpatch.Op
 		}
 		return diffJSONField(path, a, b, kind.alwaysPresent, ops)
 	}
-	kept := keptNames(an, bn)
-	for i := len(a) - 1; i >= 0; i-- {
-		if _, ok := kept[i]; !ok {
-			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
-		}
-	}
-	keptB := make(map[int]int, len(kept))
-	for ai, bi := range kept {
-		keptB[bi] = ai
+	ops, kept, err := reshape(path, an, bn, func(j int) (any, error) {
+		raw, err := json.Marshal(&b[j])
+		return json.RawMessage(raw), err
+	}, ops)
+	if err != nil {
+		return nil, err
 	}
 	for j := range b {
-		if _, ok := keptB[j]; !ok {
-			raw, err := json.Marshal(&b[j])
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, jsonpatch.NewOperation("add", path+"/"+strconv.Itoa(j), json.RawMessage(raw)))
-		}
-	}
-	for j := range b {
-		ai, ok := keptB[j]
+		ai, ok := kept[j]
 		if !ok || reflect.DeepEqual(a[ai], b[j]) {
 			continue
 		}
-		var err error
 		if kind.diff != nil {
 			ops, err = kind.diff(path+"/"+strconv.Itoa(j), &a[ai], &b[j], ops)
 		} else {

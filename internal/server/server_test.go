@@ -1,21 +1,12 @@
-package server
+package server_test
 
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -26,37 +17,14 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/server"
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
-// writeCert writes a self-signed serving certificate for 127.0.0.1 with the given serial.
 func writeCert(t *testing.T, dir string, serial int64) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	if err := testenv.WriteServingCert(dir, serial); err != nil {
 		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "api-access-injector"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Write beside, then rename: the way Secret volumes are updated, atomically.
-	for name, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
-		tmp := filepath.Join(dir, "."+name)
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -91,7 +59,7 @@ func TestServes(t *testing.T) {
 	writeCert(t, certDir, 1)
 	port, probe := freePort(t), "127.0.0.1:"+strconv.Itoa(freePort(t))
 	// No API server is needed to serve admissions; the address is never dialled.
-	mgr, err := New(&rest.Config{Host: "https://127.0.0.1:1"}, Options{
+	mgr, err := server.New(&rest.Config{Host: "https://127.0.0.1:1"}, server.Options{
 		Injector: inj, CertDir: certDir, Host: "127.0.0.1", Port: port, HealthProbeBindAddress: probe, MetricsBindAddress: "0",
 	})
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,10 +21,10 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/api-access-injector/api-access-injector/injector"
-	"github.com/api-access-injector/api-access-injector/internal/server"
 	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
@@ -42,8 +41,7 @@ var (
 	restCfg   *rest.Config
 	clientset *kubernetes.Clientset
 	inj       *injector.Injector
-	stopHook  context.CancelFunc
-	probeAddr string
+	stopHook  func()
 )
 
 func TestMain(m *testing.M) {
@@ -77,11 +75,6 @@ func run(m *testing.M) (int, error) {
 	if clientset, err = kubernetes.NewForConfig(restCfg); err != nil {
 		return 0, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return 0, err
-	}
-	probeAddr = "127.0.0.1:" + strconv.Itoa(port)
 	if err := startWebhook(); err != nil {
 		return 0, err
 	}
@@ -89,45 +82,16 @@ func run(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
-// startWebhook builds the webhook process as the webhook command does, adds the test's own
-// late-container webhook, and waits until it is ready.
+// startWebhook starts the webhook process with the test's own late-container webhook.
 func startWebhook() error {
-	o := env.WebhookInstallOptions
-	mgr, err := server.New(restCfg, server.Options{
-		Injector: inj, CertDir: o.LocalServingCertDir, Host: o.LocalServingHost, Port: o.LocalServingPort,
-		HealthProbeBindAddress: probeAddr, MetricsBindAddress: "0",
+	stop, err := testenv.StartWebhook(env, restCfg, inj, func(mgr manager.Manager) {
+		mgr.GetWebhookServer().Register(lateContainerPath, &admission.Webhook{Handler: admission.HandlerFunc(addLateContainer)})
 	})
 	if err != nil {
 		return err
 	}
-	mgr.GetWebhookServer().Register(lateContainerPath, &admission.Webhook{Handler: admission.HandlerFunc(addLateContainer)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	stopHook = func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + probeAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case err := <-done:
-			return fmt.Errorf("webhook manager stopped: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	stopHook()
-	return fmt.Errorf("webhook not ready on %s after 30s", probeAddr)
+	stopHook = stop
+	return nil
 }
 
 // waitWebhookDown waits until the webhook port refuses connections.
@@ -143,15 +107,6 @@ func waitWebhookDown() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("webhook still serving on %s", addr)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // lateContainer is what the test's second webhook adds.
