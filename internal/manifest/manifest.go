@@ -120,7 +120,7 @@ func injectDocument(doc []byte, opts Options) ([]byte, []string, error) {
 	}
 	var warnings []string
 	if len(path) > 0 {
-		if _, misplaced := annotations(meta)[injector.InjectAnnotation]; misplaced {
+		if _, misplaced := annotations(obj)[injector.InjectAnnotation]; misplaced {
 			if _, ok := annotations(template)[injector.InjectAnnotation]; !ok {
 				warnings = append(warnings, fmt.Sprintf("%s: annotation %s is on the %s itself, where it has no effect; put it in %s.metadata.annotations",
 					what, injector.InjectAnnotation, kind, strings.Join(path, ".")))

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The test binary acts as api-access-injector when this variable is set, so that the tests
+// run the real command line: exit code, stdout and stderr.
+const beMain = "API_ACCESS_INJECTOR_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(beMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func command(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), beMain+"=1")
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+func TestInjectCommand(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {apiaccess.io/inject: \"true\"}\nspec:\n  containers: [{name: a, image: a}]\n"
+	out, errOut, code := command(t, pod, "inject", "-f", "-", "--sidecar-image", "registry.example.com/api-proxy:1")
+	if code != 0 || !strings.Contains(out, "image: registry.example.com/api-proxy:1") || errOut != "" {
+		t.Errorf("inject: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+
+	bad := strings.Replace(pod, `{apiaccess.io/inject: "true"}`, `{apiaccess.io/inject: "true", apiaccess.io/read-only: "yes"}`, 1)
+	out, errOut, code = command(t, bad, "inject", "-f", "-")
+	if code != 1 || out != "" || !strings.Contains(errOut, `Pod p: api-access-injector: annotation apiaccess.io/read-only: invalid value "yes"`) {
+		t.Errorf("refusal: exit %d, stdout %q, stderr %q; want exit 1, no output, the admission message", code, out, errOut)
+	}
+
+	_, errOut, code = command(t, "", "inject", "--namespace-injection", "sometimes")
+	for _, want := range []string{`-f: required`, `--namespace-injection: "sometimes" is not enabled or enforced`} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("bad flags: exit %d, stderr %q; want exit 1 and %q", code, errOut, want)
+		}
+	}
+}
+
+// TestWebhookReportsEveryConfigurationError: the webhook refuses to start on a bad
+// configuration and names every problem at once.
+func TestWebhookReportsEveryConfigurationError(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(config, []byte("proxyPort: 80\ntokenExpirationSeconds: 5\nsidecar:\n  image: x\n  healthPort: 80\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := command(t, "", "webhook", "--config", config, "--cert-dir", dir, "--webhook-port", "70000", "--log-level", "loud")
+	for _, want := range []string{
+		config + ": proxyPort: 80 is out of range 1024-65535",
+		config + ": tokenExpirationSeconds: 5 is out of range 600-86400",
+		config + ": sidecar.healthPort: 80 is also the proxyPort",
+		`--log-level: "loud" is not one of debug, info, warn, error`,
+		"--webhook-port: 70000 is out of range 1-65535",
+		"--cert-dir: tls.crt is missing",
+		"--cert-dir: tls.key is missing",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+
+	if err := os.WriteFile(config, []byte("sidecar:\n  imagee: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, _ := command(t, "", "webhook", "--config", config); !strings.Contains(errOut, `unknown field "imagee"`) {
+		t.Errorf("a misspelt key was not refused:\n%s", errOut)
+	}
+}
