@@ -7,6 +7,8 @@ PROXY_IMG ?= api-access-injector/api-proxy:dev
 CONTAINER_TOOL ?= docker
 # VERSION is stamped into the binaries and recorded in every injected pod's status annotation.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# HELM_VERSION is the Helm CLI that `make helm` installs into bin/ (charts stay installable by Helm 3).
+HELM_VERSION ?= v4.3.1
 # ENVTEST_K8S_VERSION is the Kubernetes version of the API server the tests run against.
 ENVTEST_K8S_VERSION ?= 1.37.2
 # FUZZTIME, when set (e.g. 5m), overrides the budget of every fuzz target.
@@ -14,6 +16,7 @@ FUZZTIME ?=
 
 LDFLAGS := -s -w -X github.com/api-access-injector/api-access-injector/internal/version.Version=$(VERSION)
 LOCALBIN ?= $(CURDIR)/bin
+HELM ?= $(LOCALBIN)/helm
 # Where the envtest binaries are; provisioned by `make envtest`, outside the clone.
 ENVTEST_ASSETS = $(shell ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)
 
@@ -103,6 +106,11 @@ undeploy: ## Delete what deploy applied.
 	kubectl delete --ignore-not-found -k config/default
 
 ##@ Dependencies
+
+.PHONY: helm
+helm: $(HELM) ## Install the Helm CLI (HELM_VERSION) into bin/, from the Go module proxy.
+$(HELM):
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
 .PHONY: envtest
 envtest: ## Provision kube-apiserver, etcd and kubectl for ENVTEST_K8S_VERSION, cached outside the clone.

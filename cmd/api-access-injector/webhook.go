@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/api-access-injector/api-access-injector/injector"
@@ -26,6 +29,10 @@ type webhookFlags struct {
 	metricsAddr  string
 	logLevel     string
 	logFormatDev bool
+	selfManaged  bool
+	certSecret   string
+	webhookName  string
+	serviceName  string
 }
 
 func runWebhook(args []string) error {
@@ -39,6 +46,11 @@ func runWebhook(args []string) error {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", `Address of the Prometheus /metrics endpoint; "0" disables it.`)
 	fs.StringVar(&f.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.BoolVar(&f.logFormatDev, "log-console", false, "Write human-readable console logs instead of JSON.")
+	fs.BoolVar(&f.selfManaged, "self-managed-certs", false, "Create and rotate the CA and serving certificate in the Secret --cert-secret, and keep the caBundle of --webhook-config-name current. "+
+		"The Secret must be mounted at --cert-dir. Without it, the server serves what --cert-dir holds.")
+	fs.StringVar(&f.certSecret, "cert-secret", "api-access-injector-tls", "With --self-managed-certs: the Secret, in the injector's namespace, that holds the certificates.")
+	fs.StringVar(&f.webhookName, "webhook-config-name", "api-access-injector", "With --self-managed-certs: the MutatingWebhookConfiguration whose caBundle is kept current.")
+	fs.StringVar(&f.serviceName, "service-name", "api-access-injector-webhook", "With --self-managed-certs: the webhook's Service, whose DNS names the certificate is for.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,9 +63,19 @@ func runWebhook(args []string) error {
 	if f.webhookPort < 1 || f.webhookPort > 65535 {
 		errs = append(errs, fmt.Errorf("--webhook-port: %d is out of range 1-65535", f.webhookPort))
 	}
-	for _, name := range []string{"tls.crt", "tls.key"} {
-		if _, err := os.Stat(filepath.Join(f.certDir, name)); err != nil {
-			errs = append(errs, fmt.Errorf("--cert-dir: %s is missing: %w", name, err))
+	var certs *server.SelfManagedCerts
+	if f.selfManaged {
+		for flag, v := range map[string]string{"--cert-secret": f.certSecret, "--webhook-config-name": f.webhookName, "--service-name": f.serviceName} {
+			if v == "" {
+				errs = append(errs, fmt.Errorf("%s: required with --self-managed-certs", flag))
+			}
+		}
+		certs = &server.SelfManagedCerts{Namespace: f.namespace, SecretName: f.certSecret, WebhookConfigName: f.webhookName, ServiceName: f.serviceName}
+	} else {
+		for _, name := range []string{"tls.crt", "tls.key"} {
+			if _, err := os.Stat(filepath.Join(f.certDir, name)); err != nil {
+				errs = append(errs, fmt.Errorf("--cert-dir: %s is missing (or use --self-managed-certs): %w", name, err))
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -76,12 +98,25 @@ func runWebhook(args []string) error {
 	if err != nil {
 		return fmt.Errorf("finding the API server: %w", err)
 	}
+	if certs != nil {
+		// The rotator fills the Secret but does not create it (the chart does): without it
+		// the webhook would never become ready, so say so now.
+		cs, err := kubernetes.NewForConfig(restConfig)
+		if err != nil {
+			return err
+		}
+		if _, err := cs.CoreV1().Secrets(certs.Namespace).Get(context.Background(), certs.SecretName, metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("--cert-secret: reading Secret %s/%s, where the certificates are kept (create it empty; the Helm chart does): %w",
+				certs.Namespace, certs.SecretName, err)
+		}
+	}
 	mgr, err := server.New(restConfig, server.Options{
 		Injector:               inj,
 		CertDir:                f.certDir,
 		Port:                   f.webhookPort,
 		HealthProbeBindAddress: f.probeAddr,
 		MetricsBindAddress:     f.metricsAddr,
+		SelfManagedCerts:       certs,
 	})
 	if err != nil {
 		return err

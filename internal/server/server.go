@@ -4,6 +4,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 
@@ -33,6 +34,9 @@ type Options struct {
 	HealthProbeBindAddress string
 	// MetricsBindAddress serves /metrics; "0" disables.
 	MetricsBindAddress string
+	// SelfManagedCerts, when set, has the process create and rotate its certificate; when
+	// nil it serves what CertDir holds.
+	SelfManagedCerts *SelfManagedCerts
 }
 
 // New returns a manager that serves the webhook once started.
@@ -58,13 +62,32 @@ func New(restConfig *rest.Config, o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	// GetWebhookServer, not server: the manager starts the webhook server only once it has
-	// been asked for it.
-	webhook.Register(mgr.GetWebhookServer(), o.Injector)
+	// The manager starts the webhook server once mgr.GetWebhookServer has been called (at
+	// once if the manager runs already): so that is done only once there is a certificate.
+	serve := func() { webhook.Register(mgr.GetWebhookServer(), o.Injector) }
+	if o.SelfManagedCerts == nil {
+		serve()
+	} else {
+		ready, err := addCertRotator(mgr, o.CertDir, o.SelfManagedCerts)
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			select {
+			case <-ready:
+				serve()
+			case <-ctx.Done():
+			}
+			return nil
+		})); err != nil {
+			return nil, err
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
-	// Ready once the webhook server serves TLS with the certificate it loaded.
+	// Ready once the webhook server serves TLS with a certificate: before that, the API
+	// server could not call it, and a Service must not send it admissions.
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return nil, err
 	}
