@@ -1,8 +1,13 @@
 package chart
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // TestSchemaRefuses checks that values.schema.json refuses bad values with a message naming
@@ -84,5 +89,60 @@ func TestContradictionsFail(t *testing.T) {
 				t.Errorf("error does not say %q:\n%s", tc.want, stderr)
 			}
 		})
+	}
+}
+
+// TestReadmeListsEveryValue checks that the chart's README has a row for every value of
+// values.yaml (a value whose whole map is one row, like resources, counts once), and no row
+// for a value that does not exist.
+func TestReadmeListsEveryValue(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(chartDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "\n## Values\n")
+	if !ok {
+		t.Fatal("the README has no Values section")
+	}
+	rows := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)` \\|").FindAllStringSubmatch(table, -1) {
+		rows[m[1]] = true
+	}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if rows[prefix] {
+			return
+		}
+		m, ok := v.(map[string]any)
+		if !ok || len(m) == 0 {
+			t.Errorf("value %s has no row in the README's table", prefix)
+			return
+		}
+		for k, child := range m {
+			walk(strings.TrimPrefix(prefix+"."+k, "."), child)
+		}
+	}
+	walk("", values)
+	for row := range rows {
+		var v any = values
+		for _, k := range strings.Split(row, ".") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			if v, ok = m[k]; !ok {
+				t.Errorf("the README lists %s, which values.yaml does not have", row)
+				break
+			}
+		}
 	}
 }
