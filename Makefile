@@ -48,8 +48,8 @@ verify: ## Fail if code is not gofmt-clean or go.mod/go.sum are not tidy.
 	go mod tidy -diff
 
 .PHONY: test
-test: verify vet envtest ## Run every test: unit, envtest end-to-end, and each fuzz target briefly.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -race -count=1 ./...
+test: verify vet envtest helm ## Run every test: unit, envtest end-to-end, chart, and each fuzz target briefly.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" go test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target runs a fixed number of executions (about ten seconds on 2 cores), not a

@@ -34,9 +34,23 @@ type Config struct {
 	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
 }
 
+// SidecarMode selects the program the sidecar runs.
+type SidecarMode string
+
+const (
+	// SidecarAPIProxy runs api-proxy, the project's own proxy: the default.
+	SidecarAPIProxy SidecarMode = "api-proxy"
+	// SidecarKubectl runs `kubectl proxy` from the official kubectl image, with the same
+	// port and filters, for teams that only trust upstream binaries. It has no separate
+	// health port: its probes run kubectl inside the container, through the proxy.
+	SidecarKubectl SidecarMode = "kubectl"
+)
+
 // SidecarConfig describes the injected api-proxy container.
 type SidecarConfig struct {
-	// Image of the proxy. Required.
+	// Mode is the program the sidecar runs. Default SidecarAPIProxy.
+	Mode SidecarMode `json:"mode,omitempty"`
+	// Image of the proxy (in kubectl mode, an image whose entrypoint is kubectl). Required.
 	Image string `json:"image"`
 	// ImagePullPolicy of the proxy image. Default IfNotPresent.
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
@@ -72,6 +86,9 @@ func (c *Config) Default() {
 		c.TokenExpirationSeconds = DefaultTokenExpirationSeconds
 	}
 	s := &c.Sidecar
+	if s.Mode == "" {
+		s.Mode = SidecarAPIProxy
+	}
 	if s.ImagePullPolicy == "" {
 		s.ImagePullPolicy = corev1.PullIfNotPresent
 	}
@@ -99,6 +116,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
+	if m := c.Sidecar.Mode; m != SidecarAPIProxy && m != SidecarKubectl {
+		add("sidecar.mode: %q is not one of %s, %s", m, SidecarAPIProxy, SidecarKubectl)
+	}
 	if c.Sidecar.Image == "" {
 		add("sidecar.image: required: the api-proxy image to inject")
 	}

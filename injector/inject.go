@@ -135,7 +135,8 @@ func (i *Injector) check(r *Refusal, pod *corev1.Pod, opts Options, prev Status,
 			continue
 		}
 		for _, p := range c.Ports {
-			if p.ContainerPort == opts.ProxyPort || p.ContainerPort == i.cfg.Sidecar.HealthPort {
+			health := i.cfg.Sidecar.Mode == SidecarAPIProxy && p.ContainerPort == i.cfg.Sidecar.HealthPort
+			if p.ContainerPort == opts.ProxyPort || health {
 				r.add("container %q: port %d is used by the %s sidecar (proxy port %d, health port %d); "+
 					"choose another port, or set %s to move the proxy", c.Name, p.ContainerPort, SidecarName,
 					opts.ProxyPort, i.cfg.Sidecar.HealthPort, ProxyPortAnnotation)

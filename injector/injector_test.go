@@ -284,3 +284,34 @@ func TestParseNamespaceMode(t *testing.T) {
 		t.Errorf(`ParseNamespaceMode("enable") error = %v`, err)
 	}
 }
+
+func TestKubectlMode(t *testing.T) {
+	cfg := testConfig()
+	cfg.Sidecar.Mode, cfg.Sidecar.Image = SidecarKubectl, "registry.k8s.io/kubectl:v1.37.2"
+	inj, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := simplePod(map[string]string{InjectAnnotation: "true", ReadOnlyAnnotation: "true", ProxyPortAnnotation: "9001"})
+	pod.Spec.Containers[0].Ports = append(pod.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: DefaultHealthPort})
+	if _, err := inj.Mutate(Namespace{Name: "team-a"}, pod); err != nil {
+		t.Fatalf("Mutate: %v (the health port is free in kubectl mode)", err)
+	}
+	c := pod.Spec.InitContainers[0]
+	want := []string{"proxy", "--port=9001", "--address=127.0.0.1", "--reject-methods=^(POST|PUT|PATCH|DELETE)$", "--reject-paths=" + kubectlReadOnlyPaths}
+	if diff := cmp.Diff(want, c.Args); diff != "" {
+		t.Errorf("args (-want +got):\n%s", diff)
+	}
+	if c.Image != cfg.Sidecar.Image || c.Ports != nil || c.LivenessProbe != nil {
+		t.Errorf("image %q, ports %v, liveness %v; want the kubectl image, no port, no liveness probe", c.Image, c.Ports, c.LivenessProbe)
+	}
+	if diff := cmp.Diff([]string{"kubectl", "--server=http://127.0.0.1:9001", "get", "--raw=/readyz"}, c.StartupProbe.Exec.Command); diff != "" {
+		t.Errorf("startup probe (-want +got):\n%s", diff)
+	}
+	if m := c.VolumeMounts[0]; m.Name != TokenVolumeName || m.MountPath != TokenMountPath {
+		t.Errorf("token mount = %+v; kubectl reads the in-cluster path", m)
+	}
+	if err := (&Config{Sidecar: SidecarConfig{Mode: "kubelet"}}).Validate(); err == nil || !strings.Contains(err.Error(), `sidecar.mode: "kubelet" is not one of api-proxy, kubectl`) {
+		t.Errorf("Validate accepted a bad mode: %v", err)
+	}
+}

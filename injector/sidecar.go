@@ -21,7 +21,7 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 		args = append(args, "--read-only")
 	}
 	health := intstr.FromInt32(s.HealthPort)
-	return corev1.Container{
+	c := corev1.Container{
 		Name:            SidecarName,
 		Image:           s.Image,
 		ImagePullPolicy: s.ImagePullPolicy,
@@ -66,4 +66,33 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
+	if s.Mode == SidecarKubectl {
+		kubectlProxy(&c, opts)
+	}
+	return c
+}
+
+// kubectlReadOnlyPaths are the paths --read-only refuses beyond writes: the subresources that
+// run commands or open tunnels, even by GET.
+const kubectlReadOnlyPaths = `^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach,^/api/.*/pods/.*/portforward,^/api/.*/proxy,^/api/.*/.*/proxy`
+
+// kubectlProxy turns the sidecar into `kubectl proxy` with the same port and filters. kubectl
+// proxy listens on loopback only and has no health endpoint of its own, so the startup probe
+// runs kubectl inside the container and asks the API server's /readyz through the proxy.
+func kubectlProxy(c *corev1.Container, opts Options) {
+	port := strconv.Itoa(int(opts.ProxyPort))
+	c.Args = []string{"proxy", "--port=" + port, "--address=127.0.0.1"}
+	if opts.ReadOnly {
+		// kubectl proxy has no read-only mode; its filters approximate ours.
+		c.Args = append(c.Args, "--reject-methods=^(POST|PUT|PATCH|DELETE)$", "--reject-paths="+kubectlReadOnlyPaths)
+	}
+	c.Ports = nil
+	probe := corev1.ProbeHandler{Exec: &corev1.ExecAction{
+		Command: []string{"kubectl", "--server=http://127.0.0.1:" + port, "get", "--raw=/readyz"},
+	}}
+	c.StartupProbe.ProbeHandler = probe
+	c.StartupProbe.TimeoutSeconds = 5
+	// No liveness probe: the only check kubectl can make goes to the API server, and an
+	// outage there must not restart the sidecar in a loop.
+	c.LivenessProbe = nil
 }

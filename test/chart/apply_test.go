@@ -107,11 +107,15 @@ func TestRBAC(t *testing.T) {
 	secrets, hooks := sa.CoreV1().Secrets(ns), sa.AdmissionregistrationV1().MutatingWebhookConfigurations()
 
 	allowed := map[string]func() error{
-		"get its Secret":         func() error { _, err := secrets.Get(ctx, name+"-tls", metav1.GetOptions{}); return err },
-		"list its Secret":        func() error { _, err := secrets.List(ctx, byName(name+"-tls")); return err },
-		"watch its Secret":       func() error { w, err := secrets.Watch(ctx, byName(name+"-tls")); stopWatch(w); return err },
-		"get its configuration":  func() error { _, err := hooks.Get(ctx, name, metav1.GetOptions{}); return err },
-		"list its configuration": func() error { _, err := hooks.List(ctx, byName(name)); return err },
+		"get its Secret":        func() error { _, err := secrets.Get(ctx, name+"-tls", metav1.GetOptions{}); return err },
+		"list its Secret":       func() error { _, err := secrets.List(ctx, byName(name+"-tls")); return err },
+		"watch its Secret":      func() error { w, err := secrets.Watch(ctx, byName(name+"-tls")); stopWatch(w); return err },
+		"get its configuration": func() error { _, err := hooks.Get(ctx, name, metav1.GetOptions{}); return err },
+		// The certificate rotator's caches watch whole kinds: its namespace's Secrets and
+		// every webhook configuration.
+		"list the namespace's Secrets": func() error { _, err := secrets.List(ctx, metav1.ListOptions{}); return err },
+		"list all configurations":      func() error { _, err := hooks.List(ctx, metav1.ListOptions{}); return err },
+		"list its configuration":       func() error { _, err := hooks.List(ctx, byName(name)); return err },
 		"watch its configuration": func() error {
 			w, err := hooks.Watch(ctx, byName(name))
 			stopWatch(w)
@@ -144,7 +148,6 @@ func TestRBAC(t *testing.T) {
 		}
 	}
 	forbidden := map[string]func() error{
-		"list all Secrets":   func() error { _, err := secrets.List(ctx, metav1.ListOptions{}); return err },
 		"get another Secret": func() error { _, err := secrets.Get(ctx, "other", metav1.GetOptions{}); return err },
 		"create a Secret": func() error {
 			_, err := secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}}, metav1.CreateOptions{})
@@ -155,7 +158,16 @@ func TestRBAC(t *testing.T) {
 			_, err := sa.CoreV1().Secrets("default").Get(ctx, name+"-tls", metav1.GetOptions{})
 			return err
 		},
-		"list all configurations": func() error { _, err := hooks.List(ctx, metav1.ListOptions{}); return err },
+		"list Secrets elsewhere": func() error { _, err := sa.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); return err },
+		"update another configuration": func() error {
+			h, err := hooks.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			h.Name = "other"
+			_, err = hooks.Update(ctx, h, metav1.UpdateOptions{})
+			return err
+		},
 		"get another configuration": func() error {
 			_, err := hooks.Get(ctx, "other", metav1.GetOptions{})
 			return err

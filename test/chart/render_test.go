@@ -152,15 +152,19 @@ func TestDefaultRender(t *testing.T) {
 
 	var role rbacv1.Role
 	r.decode(t, "Role", fullname, &role)
-	wantRules := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"},
-		ResourceNames: []string{fullname + "-tls"}, Verbs: []string{"get", "list", "watch", "update", "patch"}}}
+	wantRules := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{fullname + "-tls"}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list", "watch"}},
+	}
 	if diff := cmp.Diff(wantRules, role.Rules); diff != "" {
 		t.Errorf("Role rules (-want +got):\n%s", diff)
 	}
 	var clusterRole rbacv1.ClusterRole
 	r.decode(t, "ClusterRole", fullname, &clusterRole)
-	wantRules = []rbacv1.PolicyRule{{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
-		ResourceNames: []string{fullname}, Verbs: []string{"get", "list", "watch", "update", "patch"}}}
+	wantRules = []rbacv1.PolicyRule{
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{fullname}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"list", "watch"}},
+	}
 	if diff := cmp.Diff(wantRules, clusterRole.Rules); diff != "" {
 		t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
 	}

@@ -1,0 +1,47 @@
+package chart
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/api-access-injector/api-access-injector/injector"
+)
+
+// TestRenderedConfigLoads: the injector configuration the chart renders is one the webhook
+// accepts (unknown keys are refused) and means what the values say.
+func TestRenderedConfigLoads(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		mode  injector.SidecarMode
+		image string
+	}{
+		{"default", nil, injector.SidecarAPIProxy, "api-proxy:"},
+		{"kubectl mode", []string{"--set", "sidecar.mode=kubectl"}, injector.SidecarKubectl, "registry.k8s.io/kubectl:v1.37.2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var cm corev1.ConfigMap
+			render(t, tt.args...).decode(t, "ConfigMap", fullname+"-config", &cm)
+			cfg, err := injector.LoadConfig([]byte(cm.Data["config.yaml"]))
+			if err != nil {
+				t.Fatalf("the webhook refuses the rendered config: %v\n%s", err, cm.Data["config.yaml"])
+			}
+			inj, err := injector.New(cfg)
+			if err != nil {
+				t.Fatalf("the rendered config is invalid: %v", err)
+			}
+			got := inj.Config()
+			if got.Sidecar.Mode != tt.mode || !strings.Contains(got.Sidecar.Image, tt.image) {
+				t.Errorf("sidecar mode %q image %q; want mode %q, image containing %q", got.Sidecar.Mode, got.Sidecar.Image, tt.mode, tt.image)
+			}
+			for _, ns := range []string{"kube-system", "kube-node-lease", releaseNamespace} {
+				if !slices.Contains(got.ExcludedNamespaces, ns) && !slices.Contains(injector.AlwaysExcludedNamespaces, ns) {
+					t.Errorf("namespace %s is not excluded: %v", ns, got.ExcludedNamespaces)
+				}
+			}
+		})
+	}
+}
