@@ -1,12 +1,21 @@
 package chart
 
 import (
+	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/base64"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/server"
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -183,6 +192,10 @@ func TestRBAC(t *testing.T) {
 			t.Errorf("%s: %v; want Forbidden", what, err)
 		}
 	}
+
+	// The proof: the webhook process with self-managed certificates, run as that
+	// ServiceAccount, fills its Secret and patches the caBundle of every entry.
+	rotatorRunsAs(t, as, ns, name)
 }
 
 // TestUpgradeKeepsCertificates installs the chart for real (self-managed mode), writes a
@@ -293,4 +306,62 @@ func stopWatch(w interface{ Stop() }) {
 	if w != nil {
 		w.Stop()
 	}
+}
+
+// rotatorRunsAs runs the webhook process with self-managed certificates under the identity of
+// cfg and waits until it has written its Secret and the caBundles.
+func rotatorRunsAs(t *testing.T, cfg *rest.Config, ns, name string) {
+	t.Helper()
+	inj, err := injector.New(injector.Config{Sidecar: injector.SidecarConfig{Image: "registry.example.com/api-proxy:test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	mgr, err := server.New(cfg, server.Options{
+		Injector: inj, CertDir: t.TempDir(), Host: "127.0.0.1", Port: p, HealthProbeBindAddress: "0", MetricsBindAddress: "0",
+		SelfManagedCerts: &server.SelfManagedCerts{Namespace: ns, SecretName: name + "-tls", WebhookConfigName: name, ServiceName: name + "-webhook"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	var last string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("the webhook process stopped: %v", err)
+		default:
+		}
+		secret, err := cs.CoreV1().Secrets(ns).Get(t.Context(), name+"-tls", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"]); err != nil {
+			last = "no serving certificate in the Secret yet: " + err.Error()
+			continue
+		}
+		hooks, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		patched := len(hooks.Webhooks) == 3
+		for _, w := range hooks.Webhooks {
+			patched = patched && bytes.Equal(w.ClientConfig.CABundle, secret.Data["ca.crt"])
+		}
+		if patched {
+			return
+		}
+		last = "the caBundles are not the Secret's CA yet"
+	}
+	t.Fatalf("running as the chart's ServiceAccount, the webhook did not set up its certificates in 60s: %s", last)
 }
