@@ -94,7 +94,7 @@ func TestDefaultRender(t *testing.T) {
 	if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
-	if c.Image != "api-access-injector/api-access-injector:0.1.0" {
+	if c.Image != "api-access-injector/api-access-injector:v0.1.0" {
 		t.Errorf("image = %q, want the chart's appVersion", c.Image)
 	}
 	if len(c.Env) != 1 || c.Env[0].Name != "POD_NAMESPACE" || c.Env[0].ValueFrom == nil ||
@@ -193,7 +193,7 @@ func TestDefaultRender(t *testing.T) {
 	}
 
 	cfg := injectorConfig(t, r)
-	if got := cfg["sidecar"].(map[string]any)["image"]; got != "api-access-injector/api-proxy:0.1.0" {
+	if got := cfg["sidecar"].(map[string]any)["image"]; got != "api-access-injector/api-proxy:v0.1.0" {
 		t.Errorf("sidecar.image = %v, want the proxy image at the chart's appVersion", got)
 	}
 	if got := cfg["sidecar"].(map[string]any)["mode"]; got != "api-proxy" {
