@@ -286,7 +286,7 @@ func TestUpgradeKeepsCertificates(t *testing.T) {
 // Helm CLI.
 func writeKubeconfig(t *testing.T) string {
 	t.Helper()
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "helm", Groups: []string{"system:masters"}}, nil)
+	user, err := sharedEnv.Env(t).ControlPlane.AddUser(envtest.User{Name: "helm", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

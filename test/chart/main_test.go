@@ -7,7 +7,6 @@ package chart
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -18,46 +17,24 @@ import (
 	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
-var (
-	envOnce sync.Once
-	env     *envtest.Environment
-	envCfg  *rest.Config
-	envErr  error
-)
+// sharedEnv is envtest's kube-apiserver, with the CRDs of the optional kinds the chart
+// renders (cert-manager's Certificate and Issuer, the Prometheus Operator's ServiceMonitor)
+// from testdata/crds, started for the tests that need it.
+var sharedEnv = testenv.Shared{Configure: func(e *envtest.Environment) {
+	e.CRDDirectoryPaths = []string{"testdata/crds"}
+	e.ErrorIfCRDPathMissing = true
+}}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-		}
-	}
+	sharedEnv.Stop()
 	os.Exit(code)
 }
 
-// apiServer starts envtest's kube-apiserver once, for the tests that need one, with the CRDs
-// of the optional kinds the chart renders (cert-manager's Certificate and Issuer, the
-// Prometheus Operator's ServiceMonitor) from testdata/crds.
+// apiServer returns an admin configuration of the shared API server.
 func apiServer(t *testing.T) *rest.Config {
 	t.Helper()
-	envOnce.Do(func() {
-		e, err := testenv.New()
-		if err != nil {
-			envErr = err
-			return
-		}
-		e.CRDDirectoryPaths = []string{"testdata/crds"}
-		e.ErrorIfCRDPathMissing = true
-		if envCfg, envErr = e.Start(); envErr != nil {
-			envErr = fmt.Errorf("starting envtest: %w", envErr)
-			return
-		}
-		env = e
-	})
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return rest.CopyConfig(envCfg)
+	return sharedEnv.Config(t)
 }
 
 // warnings collects the API server's warnings (e.g. Pod Security's) for a test to check.
