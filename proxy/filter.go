@@ -206,12 +206,11 @@ func isLongRunning(r *http.Request) bool {
 	return false
 }
 
-// queryTrue reports whether a query parameter holds a true boolean, as the API server parses it.
+// queryTrue reports whether a query parameter holds a true boolean, as the API server parses it:
+// with url.Values, which keeps the valid parameters of a query that also holds invalid ones
+// (a watch with a stray semicolon is still a watch).
 func queryTrue(rawQuery, key string) bool {
-	v, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return false
-	}
+	v, _ := url.ParseQuery(rawQuery)
 	switch v.Get(key) {
 	case "1", "t", "T", "true", "TRUE", "True":
 		return true

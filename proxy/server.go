@@ -28,7 +28,8 @@ type Server struct {
 	tokens  *tokenSource
 	metrics *metrics
 	up      *upstream
-	rp      *httputil.ReverseProxy
+	rp      *httputil.ReverseProxy // streams: every read of the answer is flushed at once
+	plain   *httputil.ReverseProxy // ordinary requests: the answer is buffered (buffer.go)
 	ready   *readiness
 
 	// prefix is stripped from request paths before they are filtered and forwarded; "" when
@@ -86,6 +87,10 @@ func New(cfg Config) (*Server, error) {
 		ErrorHandler:   s.upstreamError,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	plain := *s.rp
+	plain.FlushInterval = 0 // httputil still flushes each read of a body of unknown length
+	plain.ModifyResponse = s.modifyPlainResponse
+	s.plain = &plain
 	s.ready = &readiness{up: s.up, tokens: s.tokens, target: s.target}
 	return s, nil
 }
@@ -132,8 +137,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		stop := context.AfterFunc(s.drain, cancel)
 		defer stop()
 		r = r.WithContext(withLongRunning(ctx))
+		s.rp.ServeHTTP(w, r)
+		return
 	}
-	s.rp.ServeHTTP(w, r)
+	if mayStream(r.URL.Path) {
+		s.rp.ServeHTTP(w, r)
+		return
+	}
+	s.plain.ServeHTTP(w, r)
 }
 
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
@@ -167,6 +178,16 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	s.metrics.request(resp.Request.Method, resp.StatusCode)
 	if resp.StatusCode != http.StatusSwitchingProtocols && isLongRunningCtx(resp.Request.Context()) {
 		resp.Body = newDrainBody(resp.Body, s.drain)
+	}
+	return nil
+}
+
+// modifyPlainResponse counts the answer to an ordinary request and reads its body ahead when
+// it may (see bufferResponse).
+func (s *Server) modifyPlainResponse(resp *http.Response) error {
+	s.metrics.request(resp.Request.Method, resp.StatusCode)
+	if bufferable(resp) {
+		bufferResponse(resp)
 	}
 	return nil
 }
