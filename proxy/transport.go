@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -70,6 +72,13 @@ func loadTransports(caFile string) (*transports, error) {
 	}
 
 	t := &transports{normal: base(), upgrade: base(), ca: fi}
+	t.normal.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newReadBufferedConn(c), nil
+	}
 	t.normal.ForceAttemptHTTP2 = true
 	t.normal.Protocols = new(http.Protocols)
 	t.normal.Protocols.SetHTTP1(true)
@@ -86,6 +95,23 @@ func loadTransports(caFile string) (*transports, error) {
 	t.upgrade.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	return t, nil
 }
+
+// upstreamReadBuffer is the read buffer under TLS on a connection to the API server.
+const upstreamReadBuffer = 64 << 10
+
+// readBufferedConn reads through a buffer large enough for a whole answer, so that what
+// the API server sent is taken in one read instead of one (or more) per TLS record: TLS
+// reads a record at a time, with a buffer sized to the record.
+type readBufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func newReadBufferedConn(c net.Conn) *readBufferedConn {
+	return &readBufferedConn{Conn: c, r: bufio.NewReaderSize(c, upstreamReadBuffer)}
+}
+
+func (c *readBufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // close closes the idle connections; requests in flight finish on theirs.
 func (t *transports) close() {
