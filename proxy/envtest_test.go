@@ -29,40 +29,28 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
-var (
-	envOnce   sync.Once
-	env       *envtest.Environment
-	envConfig *rest.Config
-	envErr    error
-)
+// sharedEnv is envtest's API server, started by the first test that needs it.
+var sharedEnv testenv.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping envtest: %v\n", err)
-		}
-	}
+	sharedEnv.Stop()
 	os.Exit(code)
 }
 
 // adminClient starts the control plane once and returns an admin client and config.
 func adminClient(t *testing.T) (*kubernetes.Clientset, *rest.Config) {
 	t.Helper()
-	envOnce.Do(func() { env, envConfig, envErr = testenv.Start() })
-	if envErr != nil {
-		t.Fatalf("envtest: %v", envErr)
-	}
-	cs, err := kubernetes.NewForConfig(envConfig)
+	cfg := sharedEnv.Config(t)
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cs, envConfig
+	return cs, cfg
 }
 
 // saEnv is a namespace with a ServiceAccount "app" that may get, list and watch pods there.
