@@ -15,7 +15,7 @@ import (
 	"io"
 	"strings"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"

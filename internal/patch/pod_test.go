@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	"github.com/google/go-cmp/cmp"
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
