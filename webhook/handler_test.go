@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	"github.com/google/go-cmp/cmp"
+	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	"github.com/google/go-cmp/cmp"
 	"gomodules.xyz/jsonpatch/v2"
+	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
