@@ -38,15 +38,14 @@ import (
 )
 
 type options struct {
-	bin         string
-	podFile     string
-	duration    time.Duration
-	senders     int
-	rate        int
-	serveNull   string
-	certDir     string
-	skipNull    bool
-	targetAddrs string
+	bin       string
+	podFile   string
+	duration  time.Duration
+	senders   int
+	rate      int
+	serveNull string
+	certDir   string
+	skipNull  bool
 }
 
 func main() {

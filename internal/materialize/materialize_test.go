@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -258,11 +257,7 @@ func podReaderNamespace(t *testing.T, admin *kubernetes.Clientset) string {
 
 // buildProxy builds ./cmd/api-proxy into dir.
 func buildProxy(dir string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, "api-proxy"), "./cmd/api-proxy")
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "api-proxy"), "./cmd/api-proxy")
 	cmd.Dir = "../.."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building api-proxy: %w\n%s", err, out)

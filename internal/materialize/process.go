@@ -204,11 +204,11 @@ func (k *Kubelet) envValueFrom(ctx context.Context, e corev1.EnvVar) (string, bo
 			if optional {
 				return "", false, nil
 			}
-			return "", false, fmt.Errorf("Secret %s: %w", r.Name, err)
+			return "", false, fmt.Errorf("secret %s: %w", r.Name, err)
 		}
 		v, ok := s.Data[r.Key]
 		if !ok && !optional {
-			return "", false, fmt.Errorf("Secret %s has no key %q", r.Name, r.Key)
+			return "", false, fmt.Errorf("secret %s has no key %q", r.Name, r.Key)
 		}
 		return string(v), ok, nil
 	}

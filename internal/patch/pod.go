@@ -176,11 +176,7 @@ func diffList[T any](path string, a, b []T, kind listKind[T], ops []jsonpatch.Op
 // diffJSONField diffs a list field as JSON. Unless alwaysPresent, the JSON omits the field
 // when the list is empty.
 func diffJSONField[T any](path string, a, b []T, alwaysPresent bool, ops []jsonpatch.Operation) ([]jsonpatch.Operation, error) {
-	av, err := toJSONValue(a)
-	if err != nil {
-		return nil, err
-	}
-	bv, err := toJSONValue(b)
+	av, bv, err := toJSONValues(a, b)
 	if err != nil {
 		return nil, err
 	}
@@ -204,26 +200,28 @@ func isEmptyList(v any) bool {
 
 // diffJSON diffs two values through their JSON.
 func diffJSON(path string, a, b any, ops []jsonpatch.Operation) ([]jsonpatch.Operation, error) {
-	av, err := toJSONValue(a)
-	if err != nil {
-		return nil, err
-	}
-	bv, err := toJSONValue(b)
+	av, bv, err := toJSONValues(a, b)
 	if err != nil {
 		return nil, err
 	}
 	return diff(av, bv, path, ops), nil
 }
 
-// toJSONValue turns a Go value into the maps, slices and scalars of its JSON.
-func toJSONValue(v any) (any, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
+// toJSONValues turns two Go values into the maps, slices and scalars of their JSON.
+func toJSONValues(a, b any) (av, bv any, err error) {
+	for _, v := range []struct {
+		in  any
+		out *any
+	}{{a, &av}, {b, &bv}} {
+		raw, err := json.Marshal(v.in)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := json.Unmarshal(raw, v.out); err != nil {
+			return nil, nil, err
+		}
 	}
-	var out any
-	err = json.Unmarshal(raw, &out)
-	return out, err
+	return av, bv, nil
 }
 
 // names returns the elements' names, or nil unless every element has a distinct,

@@ -104,17 +104,9 @@ func TestSelfManagedCertificates(t *testing.T) {
 	go func() { done <- mgr.Start(mctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	ready := func() bool {
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
 	start := time.Now()
-	for !ready() {
-		if _, err := os.Stat(filepath.Join(certDir, "tls.crt")); err != nil && probeServes(probe) {
+	for !probeServes(probe) {
+		if _, err := os.Stat(filepath.Join(certDir, "tls.crt")); err != nil && probeServes(probe) { // ready only with a certificate
 			t.Fatal("ready before a certificate was on disk")
 		}
 		if time.Since(start) > 90*time.Second {
@@ -178,7 +170,8 @@ func syncSecret(ctx context.Context, t *testing.T, cs kubernetes.Interface, cert
 		if err == nil && len(s.Data["tls.crt"]) > 0 && !bytes.Equal(s.Data["tls.crt"], last) {
 			for _, name := range []string{"tls.key", "ca.crt", "tls.crt"} {
 				tmp := filepath.Join(certDir, "."+name)
-				if err := os.WriteFile(tmp, s.Data[name], 0o600); err == nil {
+				err := os.WriteFile(tmp, s.Data[name], 0o600)
+				if err == nil {
 					err = os.Rename(tmp, filepath.Join(certDir, name))
 				}
 				if err != nil {
@@ -205,6 +198,7 @@ func served(t *testing.T, addr string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// probeServes reports whether the webhook process reports ready.
 func probeServes(probe string) bool {
 	resp, err := http.Get("http://" + probe + "/readyz")
 	if err != nil {
