@@ -101,3 +101,13 @@ const (
 	// DefaultSidecarUser is the distroless "nonroot" user the proxy image runs as.
 	DefaultSidecarUser = 65532
 )
+
+// Keys that decide which pod annotations the injector reads.
+const (
+	// AnnotationPrefix starts every pod annotation key of the injector. A key under it that
+	// is neither one users set nor one the injector writes is refused as a likely typo.
+	AnnotationPrefix = "apiaccess.io/"
+	// legacyKubeconfigAnnotation is where versions before the kubeconfig volume held the
+	// kubeconfig; pods injected by them still carry it, so it is not an unknown key.
+	legacyKubeconfigAnnotation = "apiaccess.io/kubeconfig"
+)

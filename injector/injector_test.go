@@ -315,3 +315,23 @@ func TestKubectlMode(t *testing.T) {
 		t.Errorf("Validate accepted a bad mode: %v", err)
 	}
 }
+
+// assertRefusal checks that err is a *Refusal whose message contains every want and none of
+// the notWant.
+func assertRefusal(t *testing.T, err error, want, notWant []string) {
+	t.Helper()
+	refusal, ok := err.(*Refusal)
+	if !ok {
+		t.Fatalf("error = %v, want a *Refusal", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(refusal.Error(), w) {
+			t.Errorf("refusal %q\ndoes not contain %q", refusal.Error(), w)
+		}
+	}
+	for _, w := range notWant {
+		if strings.Contains(refusal.Error(), w) {
+			t.Errorf("refusal %q\ncontains %q", refusal.Error(), w)
+		}
+	}
+}

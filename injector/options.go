@@ -2,6 +2,8 @@ package injector
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -17,9 +19,38 @@ type Options struct {
 	Containers []string
 }
 
+// userAnnotations are the pod annotation keys users set, in the order of annotations.go
+// (TestUserAnnotationsMatchTheConstants keeps the two in step).
+var userAnnotations = []string{
+	InjectAnnotation,
+	ProxyPortAnnotation,
+	TokenAudienceAnnotation,
+	TokenExpirationSecondsAnnotation,
+	ReadOnlyAnnotation,
+	IsolateTokenAnnotation,
+	ContainersAnnotation,
+}
+
+// writtenAnnotations are the keys under AnnotationPrefix that the injector itself writes, now
+// or in an earlier version: a pod carrying them (a re-applied injected manifest) is not
+// refused for them.
+var writtenAnnotations = []string{StatusAnnotation, legacyKubeconfigAnnotation}
+
+// UserAnnotations returns the pod annotation keys users set, in the order of the contract.
+func UserAnnotations() []string { return slices.Clone(userAnnotations) }
+
+// UnknownAnnotationMessage is the refusal reason for a pod annotation key under
+// AnnotationPrefix that is neither one users set nor one the injector writes. Its shape is
+// stable: the chart's ValidatingAdmissionPolicy gives the same message for workloads.
+func UnknownAnnotationMessage(key string) string {
+	return fmt.Sprintf("annotation %s: unknown key; the keys users set are %s", key, strings.Join(userAnnotations, ", "))
+}
+
 // ParseOptions resolves a pod's options. Precedence: a pod annotation wins over the
 // configuration; the namespace label only decides whether a pod is injected (see Decide),
-// never how. Every invalid annotation is reported, in one *Refusal.
+// never how. Every invalid annotation is reported, in one *Refusal, and so is every unknown
+// key under AnnotationPrefix: a typo such as apiaccess.io/readonly would otherwise silently
+// do nothing (https://github.com/linkerd/linkerd2/issues/3739).
 func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 	o := Options{
 		ProxyPort:              cfg.ProxyPort,
@@ -27,6 +58,16 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 		TokenExpirationSeconds: cfg.TokenExpirationSeconds,
 	}
 	var r Refusal
+	var unknown []string
+	for key := range annotations {
+		if strings.HasPrefix(key, AnnotationPrefix) && !slices.Contains(userAnnotations, key) && !slices.Contains(writtenAnnotations, key) {
+			unknown = append(unknown, key)
+		}
+	}
+	slices.Sort(unknown)
+	for _, key := range unknown {
+		r.Reasons = append(r.Reasons, UnknownAnnotationMessage(key))
+	}
 	if v, ok := annotations[ProxyPortAnnotation]; ok {
 		n, err := parseInt(v, MinProxyPort, MaxProxyPort)
 		switch {
@@ -66,10 +107,15 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 	return o, r.orNil()
 }
 
-// parseInt parses a decimal integer within [lo, hi].
+// decimal is the only spelling of an integer annotation: no sign, no leading zero, no
+// spaces. strconv.ParseInt alone would read "+8001" and "08001" as 8001, so a value that
+// other tools (a policy, a reviewer's eye) read differently would still be accepted.
+var decimal = regexp.MustCompile(`^[1-9][0-9]*$`)
+
+// parseInt parses a decimal integer within [lo, hi], spelled as decimal allows.
 func parseInt(v string, lo, hi int64) (int64, error) {
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < lo || n > hi {
+	if !decimal.MatchString(v) || err != nil || n < lo || n > hi {
 		return 0, fmt.Errorf("must be an integer from %d to %d", lo, hi)
 	}
 	return n, nil
