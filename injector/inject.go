@@ -38,7 +38,7 @@ func (i *Injector) Mutate(ns Namespace, pod *corev1.Pod) (Result, error) {
 	if err != nil || !d.Inject {
 		return Result{Decision: d}, err
 	}
-	warnings, err := i.Inject(ns.Name, pod)
+	warnings, err := i.inject(ns, pod)
 	if err != nil {
 		return Result{}, err
 	}
@@ -50,13 +50,19 @@ func (i *Injector) Mutate(ns Namespace, pod *corev1.Pod) (Result, error) {
 // namespace, whatever the decision table says. It checks everything before it changes
 // anything: a refused pod is left as it was.
 func (i *Injector) Inject(namespace string, pod *corev1.Pod) (warnings []string, err error) {
+	return i.inject(Namespace{Name: namespace}, pod)
+}
+
+// inject is Inject for a pod of a namespace whose mode is known, so that refusals can say
+// how this pod can do without the sidecar.
+func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err error) {
 	var r Refusal
 	opts, err := ParseOptions(pod.Annotations, &i.cfg)
 	if err != nil {
 		r.Reasons = append(r.Reasons, err.(*Refusal).Reasons...)
 	}
 	prev, injected := ParseStatus(pod.Annotations)
-	targets := i.check(&r, pod, opts, prev, injected)
+	targets := i.check(&r, ns, pod, opts, prev, injected)
 	if err := r.orNil(); err != nil {
 		return nil, err
 	}
@@ -90,7 +96,7 @@ func (i *Injector) Inject(namespace string, pod *corev1.Pod) (warnings []string,
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[KubeconfigAnnotation] = kubeconfig(namespace, opts.ProxyPort)
+	pod.Annotations[KubeconfigAnnotation] = kubeconfig(ns.Name, opts.ProxyPort)
 	pod.Annotations[StatusAnnotation] = Status{
 		Version:      i.cfg.Version,
 		Sidecar:      SidecarName,
@@ -104,15 +110,16 @@ func (i *Injector) Inject(namespace string, pod *corev1.Pod) (warnings []string,
 }
 
 // check adds to r what the sidecar cannot coexist with and returns the set of containers to
-// wire. prev is the status of an earlier injection, if injected.
-func (i *Injector) check(r *Refusal, pod *corev1.Pod, opts Options, prev Status, injected bool) map[string]bool {
+// wire. prev is the status of an earlier injection, if injected. Each reason ends with advice
+// that fits this pod in this namespace.
+func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options, prev Status, injected bool) map[string]bool {
 	spec := &pod.Spec
 	if spec.HostNetwork {
 		// On the host network, 127.0.0.1 is the node's loopback: the proxy would serve this
 		// pod's credentials to every process on the node, and collide with other such pods.
 		r.add("spec.hostNetwork: true: pods on the host network cannot get the %s sidecar, "+
 			"because it would serve the API with the pod's credentials on the node's loopback; "+
-			"remove hostNetwork or remove the %s annotation", SidecarName, InjectAnnotation)
+			"remove hostNetwork, or %s", SidecarName, withoutSidecar(ns))
 	}
 	for _, c := range spec.Containers {
 		if c.Name == SidecarName {
@@ -135,11 +142,16 @@ func (i *Injector) check(r *Refusal, pod *corev1.Pod, opts Options, prev Status,
 			continue
 		}
 		for _, p := range c.Ports {
-			health := i.cfg.Sidecar.Mode == SidecarAPIProxy && p.ContainerPort == i.cfg.Sidecar.HealthPort
-			if p.ContainerPort == opts.ProxyPort || health {
+			switch {
+			case p.ContainerPort == opts.ProxyPort:
 				r.add("container %q: port %d is used by the %s sidecar (proxy port %d, health port %d); "+
 					"choose another port, or set %s to move the proxy", c.Name, p.ContainerPort, SidecarName,
 					opts.ProxyPort, i.cfg.Sidecar.HealthPort, ProxyPortAnnotation)
+			case i.cfg.Sidecar.Mode == SidecarAPIProxy && p.ContainerPort == i.cfg.Sidecar.HealthPort:
+				// The health port is the injector's configuration, not the pod's: no
+				// annotation moves it, so do not suggest one.
+				r.add("container %q: port %d is used by the %s sidecar as its health port, which the injector's configuration sets for every pod (sidecar.healthPort); "+
+					"choose another port for the container, or %s", c.Name, p.ContainerPort, SidecarName, withoutSidecar(ns))
 			}
 		}
 		targets[c.Name] = opts.Containers == nil
@@ -158,8 +170,8 @@ func (i *Injector) check(r *Refusal, pod *corev1.Pod, opts Options, prev Status,
 		}
 		for _, m := range c.VolumeMounts {
 			if m.MountPath == KubeconfigMountPath && m.Name != KubeconfigVolumeName {
-				r.add("container %q: mount path %s is used by volume %q; the injected kubeconfig is mounted there",
-					c.Name, KubeconfigMountPath, m.Name)
+				r.add("container %q: mount path %s is used by volume %q; the injected kubeconfig is mounted there: "+
+					"mount the volume elsewhere, or leave the container out of %s", c.Name, KubeconfigMountPath, m.Name, ContainersAnnotation)
 			}
 		}
 	}

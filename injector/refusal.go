@@ -33,3 +33,20 @@ func (r *Refusal) orNil() error {
 	}
 	return r
 }
+
+// withoutSidecar is the advice, for a pod that cannot get the sidecar, on how to have it
+// admitted without: it depends on why the pod was injected. A pod in a namespace labelled
+// enabled has no inject annotation to remove, and one in an enforced namespace cannot opt
+// out at all.
+func withoutSidecar(ns Namespace) string {
+	switch ns.Mode {
+	case ModeEnforced:
+		return fmt.Sprintf("create the pod in a namespace that is not labelled %s=%s (in this one every pod gets the sidecar and none can opt out), or have the namespace relabelled",
+			InjectionLabel, ModeEnforced)
+	case ModeEnabled:
+		return fmt.Sprintf(`opt the pod out with the annotation %s: "false" (this namespace is labelled %s=%s)`,
+			InjectAnnotation, InjectionLabel, ModeEnabled)
+	default:
+		return fmt.Sprintf("remove the %s annotation", InjectAnnotation)
+	}
+}
