@@ -47,7 +47,18 @@ type Decision struct {
 // Decide applies the decision table of the contract (interface.md, "Opting in") to a pod.
 // An inject annotation other than "true" or "false" is refused wherever the pod would be
 // considered at all, so that a typo never silently leaves a pod without its sidecar.
+// A Windows pod (spec.os.name windows) cannot run the sidecar: where it would be injected only
+// because its namespace is labelled enabled it is left alone with a warning; where injection
+// was asked for explicitly or is enforced, it is refused (see windows).
 func (i *Injector) Decide(ns Namespace, pod *corev1.Pod) (Decision, error) {
+	d, err := i.decide(ns, pod)
+	if err != nil || !d.Inject || pod.Spec.OS == nil || pod.Spec.OS.Name != corev1.Windows {
+		return d, err
+	}
+	return windows(ns, pod)
+}
+
+func (i *Injector) decide(ns Namespace, pod *corev1.Pod) (Decision, error) {
 	if i.cfg.excluded(ns.Name) {
 		return Decision{Reason: fmt.Sprintf("namespace %s is excluded from injection", ns.Name)}, nil
 	}
@@ -79,4 +90,34 @@ func (i *Injector) Decide(ns Namespace, pod *corev1.Pod) (Decision, error) {
 		}
 		return Decision{Reason: fmt.Sprintf(`pod did not opt in with %s: "true"`, InjectAnnotation)}, nil
 	}
+}
+
+// windows decides for a Windows pod that the table would inject. The sidecar is a Linux
+// container whose hardening (runAsUser, seccompProfile, capabilities, readOnlyRootFilesystem)
+// the API server forbids in a pod whose spec.os.name is windows, so injecting would earn the
+// user a 422 about fields they never wrote
+// (https://kubernetes.io/docs/concepts/workloads/pods/#pod-os). A pod that is injected only
+// because its namespace is labelled enabled was not asked about: it is admitted without the
+// sidecar, with a warning. One that asked for the sidecar, or lives where it is enforced, is
+// refused: admitting it without would silently break what its owner relies on.
+func windows(ns Namespace, pod *corev1.Pod) (Decision, error) {
+	const why = "spec.os.name: windows: the " + SidecarName + " sidecar runs on Linux only, so a Windows pod cannot get it"
+	_, annotated := pod.Annotations[InjectAnnotation]
+	if ns.Mode == ModeEnabled && !annotated {
+		return Decision{
+			Reason: "Windows pod: the sidecar runs on Linux only",
+			Warnings: []string{fmt.Sprintf("%s; the pod was admitted without it (namespace %s is labelled %s=%s), so %s and %s are not set in its containers",
+				why, ns.Name, InjectionLabel, ModeEnabled, KubeconfigEnvVar, KubeAPIURLEnvVar)},
+		}, nil
+	}
+	var r Refusal
+	switch ns.Mode {
+	case ModeEnforced:
+		r.add("%s; %s", why, withoutSidecar(ns))
+	case ModeEnabled:
+		r.add("%s; remove the %s annotation, and the pod is admitted without the sidecar, with a warning", why, InjectAnnotation)
+	default:
+		r.add("%s; remove the %s annotation", why, InjectAnnotation)
+	}
+	return Decision{}, &r
 }
