@@ -175,6 +175,9 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 			}
 		}
 	}
+	if opts.IsolateToken {
+		checkIsolated(r, pod, opts, i.cfg.TokenAudience)
+	}
 	return targets
 }
 
