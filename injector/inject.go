@@ -48,7 +48,8 @@ func (i *Injector) Mutate(ns Namespace, pod *corev1.Pod) (Result, error) {
 
 // Inject adds the sidecar, volumes, variables and annotations to a pod of the given
 // namespace, whatever the decision table says. It checks everything before it changes
-// anything: a refused pod is left as it was.
+// anything: a refused pod is left as it was. A pod injected before (reinvocation, a re-applied
+// manifest) keeps its sidecar where it is, updated in place (see updateSidecar).
 func (i *Injector) Inject(namespace string, pod *corev1.Pod) (warnings []string, err error) {
 	return i.inject(Namespace{Name: namespace}, pod)
 }
@@ -81,8 +82,16 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	}
 	spec.Volumes = upsertVolume(spec.Volumes, tokenVolume(opts))
 	spec.Volumes = upsertVolume(spec.Volumes, kubeconfigVolume())
-	spec.InitContainers = slices.DeleteFunc(spec.InitContainers, func(c corev1.Container) bool { return c.Name == SidecarName })
-	spec.InitContainers = slices.Insert(spec.InitContainers, 0, i.sidecar(opts))
+	// An earlier injection's sidecar is updated where it is, not removed and inserted again:
+	// the API server re-runs its own admission plugins before it reinvokes this webhook, and
+	// what they added to the sidecar must survive, or their validation half refuses the pod
+	// (LimitRanger's default CPU limit, which a ResourceQuota on limits.cpu then requires;
+	// https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#reinvocation-policy).
+	if k := slices.IndexFunc(spec.InitContainers, func(c corev1.Container) bool { return c.Name == SidecarName }); k >= 0 {
+		spec.InitContainers[k] = updateSidecar(spec.InitContainers[k], i.sidecar(opts))
+	} else {
+		spec.InitContainers = slices.Insert(spec.InitContainers, 0, i.sidecar(opts))
+	}
 
 	var names []string
 	for _, c := range containers(pod) {
