@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/internal/version"
@@ -70,9 +71,24 @@ func (f *injectorFlags) load() (*injector.Injector, []error) {
 		}
 		return nil, errs
 	}
+	// One list, each namespace once: what the webhook logs is what it applies.
+	cfg.ExcludedNamespaces = unique(injector.AlwaysExcludedNamespaces, cfg.ExcludedNamespaces)
 	inj, err := injector.New(cfg)
 	if err != nil {
 		return nil, []error{err}
 	}
 	return inj, nil
+}
+
+// unique returns the elements of the lists in order, each once.
+func unique(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		for _, v := range l {
+			if !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
 }

@@ -1,21 +1,19 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/internal/server"
 	"github.com/api-access-injector/api-access-injector/internal/version"
 )
@@ -33,6 +31,7 @@ type webhookFlags struct {
 	certSecret   string
 	webhookName  string
 	serviceName  string
+	stopDelay    time.Duration
 }
 
 func runWebhook(args []string) error {
@@ -51,6 +50,9 @@ func runWebhook(args []string) error {
 	fs.StringVar(&f.certSecret, "cert-secret", "api-access-injector-tls", "With --self-managed-certs: the Secret, in the injector's namespace, that holds the certificates.")
 	fs.StringVar(&f.webhookName, "webhook-config-name", "api-access-injector", "With --self-managed-certs: the MutatingWebhookConfiguration whose caBundle is kept current.")
 	fs.StringVar(&f.serviceName, "service-name", "api-access-injector-webhook", "With --self-managed-certs: the webhook's Service, whose DNS names the certificate is for.")
+	fs.DurationVar(&f.stopDelay, "shutdown-delay", 0, "On SIGTERM, how long to keep serving, reporting not ready, so that the Service's endpoint "+
+		"is removed everywhere before the server stops accepting connections (e.g. 10s). In-flight requests are then finished. "+
+		"0 stops at once.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -62,6 +64,9 @@ func runWebhook(args []string) error {
 	}
 	if f.webhookPort < 1 || f.webhookPort > 65535 {
 		errs = append(errs, fmt.Errorf("--webhook-port: %d is out of range 1-65535", f.webhookPort))
+	}
+	if f.stopDelay < 0 || f.stopDelay > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("--shutdown-delay: %v is out of range 0s-10m", f.stopDelay))
 	}
 	var certs *server.SelfManagedCerts
 	if f.selfManaged {
@@ -91,41 +96,40 @@ func runWebhook(args []string) error {
 	if err != nil {
 		return fmt.Errorf("building logger: %w", err)
 	}
-	ctrl.SetLogger(zapr.NewLogger(zl))
+	logger := zapr.NewLogger(zl)
+	ctrl.SetLogger(logger)
+	// client-go logs through klog: the same JSON lines, not klog's own text format.
+	klog.SetLogger(logger.WithName("client-go"))
+	// So do the standard library's HTTP servers (the webhook's and the probes'), whose only
+	// messages are about connections a client dropped, e.g. during a TLS handshake cut short
+	// by a graceful stop: nothing an operator needs to act on, so at info level.
+	defer zap.RedirectStdLog(zl.Named("http"))()
 	log := ctrl.Log.WithName("setup")
 
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("finding the API server: %w", err)
 	}
-	if certs != nil {
-		// The rotator fills the Secret but does not create it (the chart does): without it
-		// the webhook would never become ready, so say so now.
-		cs, err := kubernetes.NewForConfig(restConfig)
-		if err != nil {
-			return err
-		}
-		if _, err := cs.CoreV1().Secrets(certs.Namespace).Get(context.Background(), certs.SecretName, metav1.GetOptions{}); err != nil {
-			return fmt.Errorf("--cert-secret: reading Secret %s/%s, where the certificates are kept (create it empty; the Helm chart does): %w",
-				certs.Namespace, certs.SecretName, err)
-		}
-	}
-	mgr, err := server.New(restConfig, server.Options{
+	srv, err := server.New(restConfig, server.Options{
 		Injector:               inj,
 		CertDir:                f.certDir,
 		Port:                   f.webhookPort,
 		HealthProbeBindAddress: f.probeAddr,
 		MetricsBindAddress:     f.metricsAddr,
 		SelfManagedCerts:       certs,
+		ShutdownDelay:          f.stopDelay,
 	})
 	if err != nil {
 		return err
 	}
 	cfg := inj.Config()
 	log.Info("starting api-access-injector webhook", "version", version.Get(), "port", f.webhookPort,
-		"sidecarImage", cfg.Sidecar.Image, "excludedNamespaces", append(injector.AlwaysExcludedNamespaces, cfg.ExcludedNamespaces...))
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
-		return fmt.Errorf("running manager: %w", err)
+		"sidecarImage", cfg.Sidecar.Image, "excludedNamespaces", cfg.ExcludedNamespaces, "selfManagedCerts", certs != nil,
+		"shutdownDelay", f.stopDelay.String())
+	// A first SIGTERM or SIGINT stops gracefully (see server.Server.Start); a second exits at once.
+	if err := srv.Start(ctrl.SetupSignalHandler()); err != nil {
+		return fmt.Errorf("running the webhook: %w", err)
 	}
+	log.Info("stopped")
 	return nil
 }

@@ -6,8 +6,13 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -37,10 +42,30 @@ type Options struct {
 	// SelfManagedCerts, when set, has the process create and rotate its certificate; when
 	// nil it serves what CertDir holds.
 	SelfManagedCerts *SelfManagedCerts
+	// ShutdownDelay is how long the process keeps serving, reporting not ready, once asked to
+	// stop (see Server.Start). 0 stops at once.
+	ShutdownDelay time.Duration
 }
 
-// New returns a manager that serves the webhook once started.
-func New(restConfig *rest.Config, o Options) (manager.Manager, error) {
+// Server is the webhook process: a controller-runtime manager, whose Start adds what the
+// webhook needs around the manager's own: certificates in place before it starts, and a
+// graceful stop.
+type Server struct {
+	manager.Manager
+
+	opts  Options
+	certs *certs
+	log   logr.Logger
+	// stopping is set when the stop begins: readiness fails from then on, and every answer
+	// closes its connection.
+	stopping atomic.Bool
+}
+
+// New returns the webhook process, which serves once started.
+func New(restConfig *rest.Config, o Options) (*Server, error) {
+	if o.ShutdownDelay < 0 {
+		return nil, fmt.Errorf("shutdown delay %v is negative", o.ShutdownDelay)
+	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -62,16 +87,20 @@ func New(restConfig *rest.Config, o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	s := &Server{Manager: mgr, opts: o, log: ctrl.Log.WithName("server")}
 	// The manager starts the webhook server once mgr.GetWebhookServer has been called (at
 	// once if the manager runs already): so that is done only once there is a certificate.
-	serve := func() { webhook.Register(mgr.GetWebhookServer(), o.Injector) }
+	serve := func() {
+		webhook.Register(closingMux{server: mgr.GetWebhookServer(), stopping: &s.stopping}, o.Injector)
+	}
 	if o.SelfManagedCerts == nil {
 		serve()
 	} else {
-		ready, err := addCertRotator(mgr, o.CertDir, o.SelfManagedCerts)
+		certs, ready, err := addCertRotator(mgr, o.CertDir, o.SelfManagedCerts)
 		if err != nil {
 			return nil, err
 		}
+		s.certs = certs
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 			select {
 			case <-ready:
@@ -91,5 +120,78 @@ func New(restConfig *rest.Config, o Options) (manager.Manager, error) {
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return nil, err
 	}
-	return mgr, nil
+	if err := mgr.AddReadyzCheck("stopping", func(*http.Request) error {
+		if s.stopping.Load() {
+			return errors.New("the webhook is stopping")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start runs the process until ctx is done, then stops it gracefully, and returns nil if it
+// stopped cleanly.
+//
+// With self-managed certificates it first makes sure the Secret holds valid certificates
+// (see certs.bootstrap). When ctx is done (SIGTERM), it reports not ready at once and keeps
+// serving for Options.ShutdownDelay, each answer closing its connection; then it stops
+// accepting connections, finishes the requests in flight and returns.
+//
+// Why keep serving: a Service keeps sending new connections to a terminating pod until every
+// node has heard that the endpoint is gone, which takes a moment after the pod is deleted
+// and longer on a large cluster; a webhook that stops at once has the API server fail those
+// admissions (or, under failurePolicy Ignore, admit pods without their sidecar). See
+// https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination and
+// https://learnk8s.io/graceful-shutdown. Why close connections: the API server keeps
+// connections open, and one that the server closes while idle can race a new request on it;
+// a connection that the answer itself closes cannot.
+func (s *Server) Start(ctx context.Context) error {
+	if s.certs != nil {
+		if err := s.certs.bootstrap(ctx); err != nil {
+			return err
+		}
+	}
+	mctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Manager.Start(mctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	s.stopping.Store(true)
+	s.log.Info("stopping: reporting not ready, serving on until the endpoint is removed", "delay", s.opts.ShutdownDelay.String())
+	if s.opts.ShutdownDelay > 0 {
+		t := time.NewTimer(s.opts.ShutdownDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case err := <-done:
+			return err
+		}
+	}
+	s.log.Info("stopping: no longer accepting connections, finishing the requests in flight")
+	stop()
+	return <-done
+}
+
+// closingMux registers the webhook's handlers so that, once the process is stopping, every
+// answer closes its connection (see Server.Start).
+type closingMux struct {
+	server   ctrlwebhook.Server
+	stopping *atomic.Bool
+}
+
+// Register registers h at path on the webhook server.
+func (m closingMux) Register(path string, h http.Handler) {
+	m.server.Register(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.stopping.Load() {
+			// net/http closes the connection after a response carrying this header.
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	}))
 }

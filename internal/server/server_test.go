@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -111,6 +112,90 @@ func TestServes(t *testing.T) {
 	}
 	writeCert(t, certDir, 2)
 	waitFor(t, "the replaced certificate to be served", func() bool { return servedSerial(t, addr) == 2 })
+}
+
+// TestStopsGracefully cancels the process's context (SIGTERM) and checks the order of the
+// stop: readiness fails at once; admissions are still answered during the shutdown delay,
+// each closing its connection; then connections are refused and Start returns nil.
+func TestStopsGracefully(t *testing.T) {
+	inj, err := injector.New(injector.Config{Sidecar: injector.SidecarConfig{Image: "registry.example.com/api-proxy:test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certDir := t.TempDir()
+	writeCert(t, certDir, 1)
+	port, probe := freePort(t), "127.0.0.1:"+strconv.Itoa(freePort(t))
+	const delay = time.Second
+	srv, err := server.New(&rest.Config{Host: "https://127.0.0.1:1"}, server.Options{
+		Injector: inj, CertDir: certDir, Host: "127.0.0.1", Port: port, HealthProbeBindAddress: probe, MetricsBindAddress: "0",
+		ShutdownDelay: delay,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	ready := func() bool {
+		resp, err := http.Get("http://" + probe + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	waitFor(t, "readiness", ready)
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed test certificate
+	admit := func() (*http.Response, error) {
+		body, _ := json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+			Request: &admissionv1.AdmissionRequest{
+				UID: "1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+				Namespace: "team-a", Operation: admissionv1.Create,
+				Object: runtime.RawExtension{Raw: []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"app","image":"a"}]}}`)},
+			},
+		})
+		resp, err := client.Post("https://127.0.0.1:"+strconv.Itoa(port)+"/inject/enabled", "application/json", bytes.NewReader(body))
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := admit(); err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("before the stop: %v, %+v; want 200 on a kept-alive connection", err, resp)
+	}
+
+	cancel()
+	stoppedAt := time.Now()
+	waitFor(t, "readiness to fail", func() bool { return !ready() })
+	if d := time.Since(stoppedAt); d > delay/2 {
+		t.Errorf("readiness failed %v after the stop, want at once", d)
+	}
+	resp, err := admit()
+	if err != nil || resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Fatalf("during the shutdown delay: %v, %+v; want 200 with Connection: close", err, resp)
+	}
+	if d := time.Since(stoppedAt); d >= delay {
+		t.Fatalf("the admission during the delay took until %v after the stop; the test proves nothing", d)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Start = %v, want nil", err)
+		}
+	case <-time.After(delay + 30*time.Second):
+		t.Fatal("Start did not return after the shutdown delay")
+	}
+	if d := time.Since(stoppedAt); d < delay {
+		t.Errorf("stopped %v after the stop, want no sooner than the delay %v", d, delay)
+	}
+	if _, err := admit(); err == nil {
+		t.Error("an admission was answered after the process stopped")
+	}
+	done <- nil // for the cleanup
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
