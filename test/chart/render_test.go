@@ -86,6 +86,7 @@ func TestDefaultRender(t *testing.T) {
 		"--health-probe-bind-address=:8081",
 		"--metrics-bind-address=:8080",
 		"--log-level=info",
+		"--shutdown-delay=10s",
 		"--self-managed-certs",
 		"--cert-secret=" + fullname + "-tls",
 		"--webhook-config-name=" + fullname,
@@ -93,6 +94,10 @@ func TestDefaultRender(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
+	}
+	// The shutdown delay, then the calls in flight (the webhook's timeoutSeconds), then 5 s.
+	if g := pod.TerminationGracePeriodSeconds; g == nil || *g != 20 {
+		t.Errorf("terminationGracePeriodSeconds = %v, want 10+5+5", g)
 	}
 	if c.Image != "api-access-injector/api-access-injector:v0.1.0" {
 		t.Errorf("image = %q, want the chart's appVersion", c.Image)
@@ -363,6 +368,26 @@ func TestValues(t *testing.T) {
 		cfg := injectorConfig(t, r)
 		if cfg["proxyPort"] != 9001.0 || cfg["tokenAudience"] != "vault" || cfg["sidecar"].(map[string]any)["image"] != "api-access-injector/api-proxy:v9" {
 			t.Errorf("config = %v, want proxyPort 9001, tokenAudience vault, image api-proxy:v9", cfg)
+		}
+	})
+	t.Run("shutdown delay and grace period follow the values", func(t *testing.T) {
+		for _, c := range []struct {
+			set       string
+			wantArg   string
+			wantGrace int64
+		}{
+			{"webhook.shutdownDelaySeconds=30,webhook.timeoutSeconds=10", "--shutdown-delay=30s", 45},
+			{"webhook.shutdownDelaySeconds=0", "--shutdown-delay=0s", 10},
+		} {
+			var d appsv1.Deployment
+			render(t, "--set", c.set).decode(t, "Deployment", fullname, &d)
+			pod := d.Spec.Template.Spec
+			if !slices.Contains(pod.Containers[0].Args, c.wantArg) {
+				t.Errorf("%s: args = %v, want %s", c.set, pod.Containers[0].Args, c.wantArg)
+			}
+			if g := pod.TerminationGracePeriodSeconds; g == nil || *g != c.wantGrace {
+				t.Errorf("%s: terminationGracePeriodSeconds = %v, want %d", c.set, g, c.wantGrace)
+			}
 		}
 	})
 	t.Run("metrics off", func(t *testing.T) {

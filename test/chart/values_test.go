@@ -20,6 +20,7 @@ func TestSchemaRefuses(t *testing.T) {
 		{"certificates.mode=bogus", []string{"/certificates/mode", "self-managed", "cert-manager", "provided"}},
 		{"webhook.timeoutSeconds=60", []string{"/webhook/timeoutSeconds", "maximum", "30"}},
 		{"webhook.timeoutSeconds=0", []string{"/webhook/timeoutSeconds", "minimum", "1"}},
+		{"webhook.shutdownDelaySeconds=-1", []string{"/webhook/shutdownDelaySeconds", "minimum", "0"}},
 		{"replicaCount=0", []string{"/replicaCount", "minimum", "1"}},
 		{"webhook.failurePolicy=ignore", []string{"/webhook/failurePolicy", "Ignore", "Fail"}},
 		{"sidecar.mode=kubectl-proxy", []string{"/sidecar/mode", "api-proxy", "kubectl"}},
