@@ -134,9 +134,10 @@ func TestStopsGracefully(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var startErr error
+	stopped := make(chan struct{})
+	go func() { startErr = srv.Start(ctx); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
 	ready := func() bool {
 		resp, err := http.Get("http://" + probe + "/readyz")
 		if err != nil {
@@ -182,9 +183,9 @@ func TestStopsGracefully(t *testing.T) {
 		t.Fatalf("the admission during the delay took until %v after the stop; the test proves nothing", d)
 	}
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Start = %v, want nil", err)
+	case <-stopped:
+		if startErr != nil {
+			t.Errorf("Start = %v, want nil", startErr)
 		}
 	case <-time.After(delay + 30*time.Second):
 		t.Fatal("Start did not return after the shutdown delay")
@@ -195,7 +196,6 @@ func TestStopsGracefully(t *testing.T) {
 	if _, err := admit(); err == nil {
 		t.Error("an admission was answered after the process stopped")
 	}
-	done <- nil // for the cleanup
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
