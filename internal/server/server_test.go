@@ -125,7 +125,8 @@ func TestStopsGracefully(t *testing.T) {
 	certDir := t.TempDir()
 	writeCert(t, certDir, 1)
 	port, probe := freePort(t), "127.0.0.1:"+strconv.Itoa(freePort(t))
-	const delay = time.Second
+	// Long enough for an admission to be answered within it on a loaded machine.
+	const delay = 3 * time.Second
 	srv, err := server.New(&rest.Config{Host: "https://127.0.0.1:1"}, server.Options{
 		Injector: inj, CertDir: certDir, Host: "127.0.0.1", Port: port, HealthProbeBindAddress: probe, MetricsBindAddress: "0",
 		ShutdownDelay: delay,
