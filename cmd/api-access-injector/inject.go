@@ -21,7 +21,8 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f.bind(fs)
-	fs.StringVar(&file, "f", "", `Manifest file to inject (multi-document YAML), or "-" for standard input. Required.`)
+	fs.StringVar(&file, "f", "", `Manifest file to inject (multi-document YAML; the items of a List are injected too), `+
+		`or "-" for standard input. Required. Nothing is written unless every document is accepted.`)
 	fs.StringVar(&mode, "namespace-injection", "", "Stand-in for the namespace label "+injector.InjectionLabel+
 		": enabled or enforced injects pods that did not opt in. Default: only pods annotated "+injector.InjectAnnotation+`: "true".`)
 	fs.StringVar(&namespace, "namespace", "", "Namespace of the documents that name none (it goes into the injected kubeconfig).")

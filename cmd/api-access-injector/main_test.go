@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +58,30 @@ func TestInjectCommand(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, want) {
 			t.Errorf("bad flags: exit %d, stderr %q; want exit 1 and %q", code, errOut, want)
 		}
+	}
+}
+
+// TestInjectAllOrNothing: a refusal anywhere in the input leaves stdout empty, so that
+// `inject -f - | kubectl apply -f -` without pipefail applies nothing rather than a partial set.
+func TestInjectAllOrNothing(t *testing.T) {
+	pod := func(name, readOnly string) string {
+		return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: " + name + "\n  annotations: {apiaccess.io/inject: \"true\", apiaccess.io/read-only: \"" +
+			readOnly + "\"}\nspec:\n  containers: [{name: a, image: a}]\n"
+	}
+	var docs []string
+	for i := range 7 {
+		docs = append(docs, pod(fmt.Sprintf("p%d", i), "true"))
+	}
+	in := strings.Join(append(docs, pod("refused", "yes")), "---\n")
+	out, errOut, code := command(t, in, "inject", "-f", "-")
+	if code != 1 || out != "" || !strings.Contains(errOut, `Pod refused: api-access-injector: annotation apiaccess.io/read-only: invalid value "yes"`) {
+		t.Errorf("exit %d, stderr %q, stdout:\n%s\nwant exit 1, the refusal, and no output", code, errOut, out)
+	}
+
+	list := "apiVersion: v1\nkind: List\nitems:\n- " + strings.ReplaceAll(strings.TrimSuffix(pod("listed", "true"), "\n"), "\n", "\n  ") + "\n"
+	out, errOut, code = command(t, list, "inject", "-f", "-")
+	if code != 0 || errOut != "" || !strings.Contains(out, "kind: List") || !strings.Contains(out, "apiaccess.io/status:") {
+		t.Errorf("List: exit %d, stderr %q, stdout:\n%s\nwant the List with its Pod injected", code, errOut, out)
 	}
 }
 

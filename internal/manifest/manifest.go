@@ -48,15 +48,20 @@ type Options struct {
 }
 
 // Inject reads YAML documents from r and writes them to w, injected where the rules say so.
-// Warnings are returned; a refusal is an error that names the object, and nothing is written
-// after it.
+// The items of a List (kind List, as `kubectl get -o yaml` writes, or a typed list such as
+// PodList whose items name their kind) are injected one by one.
+//
+// It is all or nothing: the output is written to w only once every document has been
+// injected, so that a refusal (an error that names the object) leaves w untouched. A pipe
+// into `kubectl apply -f -` then applies nothing rather than the documents before the refused
+// one. Warnings are returned either way.
 func Inject(r io.Reader, w io.Writer, opts Options) (warnings []string, err error) {
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
-	first := true
+	var out bytes.Buffer
 	for {
 		doc, err := reader.Read()
 		if errors.Is(err, io.EOF) {
-			return warnings, nil
+			break
 		}
 		if err != nil {
 			return warnings, fmt.Errorf("reading YAML: %w", err)
@@ -64,23 +69,24 @@ func Inject(r io.Reader, w io.Writer, opts Options) (warnings []string, err erro
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		out, warns, err := injectDocument(doc, opts)
+		injected, warns, err := injectDocument(doc, opts)
 		warnings = append(warnings, warns...)
 		if err != nil {
 			return warnings, err
 		}
-		if !first {
-			if _, err := io.WriteString(w, "---\n"); err != nil {
-				return warnings, err
-			}
+		if out.Len() > 0 {
+			out.WriteString("---\n")
 		}
-		first = false
-		if _, err := w.Write(out); err != nil {
-			return warnings, err
-		}
+		out.Write(injected)
 	}
+	if _, err := w.Write(out.Bytes()); err != nil {
+		return warnings, fmt.Errorf("writing the injected manifests: %w", err)
+	}
+	return warnings, nil
 }
 
+// injectDocument injects one YAML document: an object, or a list of objects. A document with
+// nothing to inject comes back as it was, comments and layout included.
 func injectDocument(doc []byte, opts Options) ([]byte, []string, error) {
 	raw, err := yaml.YAMLToJSON(doc)
 	if err != nil {
@@ -90,6 +96,73 @@ func injectDocument(doc []byte, opts Options) ([]byte, []string, error) {
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
 		return doc, nil, nil // not an object: pass it through untouched
 	}
+	items, isList := listItems(obj)
+	if !isList {
+		patched, warnings, err := injectObject(raw, obj, opts)
+		if err != nil || patched == nil {
+			return doc, warnings, err
+		}
+		out, err := yaml.JSONToYAML(patched)
+		return out, warnings, err
+	}
+	var warnings []string
+	changed := false
+	for i, item := range items {
+		m, ok := item.(map[string]any)
+		if !ok {
+			continue
+		}
+		itemRaw, err := json.Marshal(m)
+		if err != nil {
+			return nil, warnings, err
+		}
+		patched, warns, err := injectObject(itemRaw, m, opts)
+		for _, w := range warns {
+			warnings = append(warnings, fmt.Sprintf("%s items[%d]: %s", obj["kind"], i, w))
+		}
+		if err != nil {
+			return nil, warnings, fmt.Errorf("%s items[%d]: %w", obj["kind"], i, err)
+		}
+		if patched == nil {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(patched, &v); err != nil {
+			return nil, warnings, err
+		}
+		items[i] = v
+		changed = true
+	}
+	if !changed {
+		return doc, warnings, nil
+	}
+	obj["items"] = items
+	listJSON, err := json.Marshal(obj)
+	if err != nil {
+		return nil, warnings, err
+	}
+	out, err := yaml.JSONToYAML(listJSON)
+	return out, warnings, err
+}
+
+// listItems returns the items of a list document: kind List (apiVersion v1), or a kind ending
+// in List with an items array, as kubectl reads them
+// (https://kubernetes.io/docs/reference/using-api/api-concepts/#collections).
+func listItems(obj map[string]any) ([]any, bool) {
+	kind, _ := obj["kind"].(string)
+	if !strings.HasSuffix(kind, "List") {
+		return nil, false
+	}
+	items, ok := obj["items"].([]any)
+	if !ok && obj["items"] == nil && kind == "List" {
+		return nil, true // an empty List
+	}
+	return items, ok
+}
+
+// injectObject injects one object, raw being its JSON. It returns the injected JSON, or nil
+// when the object is not one the injector handles or is not injected.
+func injectObject(raw []byte, obj map[string]any, opts Options) ([]byte, []string, error) {
 	apiVersion, _ := obj["apiVersion"].(string)
 	kind, _ := obj["kind"].(string)
 	group, _, _ := strings.Cut(apiVersion, "/")
@@ -98,7 +171,7 @@ func injectDocument(doc []byte, opts Options) ([]byte, []string, error) {
 	}
 	path, ok := templatePaths[group+"/"+kind]
 	if !ok {
-		return doc, nil, nil
+		return nil, nil, nil
 	}
 	meta, _ := obj["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
@@ -148,7 +221,7 @@ func injectDocument(doc []byte, opts Options) ([]byte, []string, error) {
 		warnings = append(warnings, what+": "+w)
 	}
 	if !res.Inject {
-		return doc, warnings, nil
+		return nil, warnings, nil
 	}
 	mutated, err := json.Marshal(&pod)
 	if err != nil {
@@ -183,8 +256,7 @@ func injectDocument(doc []byte, opts Options) ([]byte, []string, error) {
 	if err != nil {
 		return nil, warnings, fmt.Errorf("%s: applying the injection: %w", what, err)
 	}
-	out, err := yaml.JSONToYAML(patched)
-	return out, warnings, err
+	return patched, warnings, nil
 }
 
 // lookup walks obj along path to the pod template.

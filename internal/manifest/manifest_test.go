@@ -149,3 +149,129 @@ func TestMisplacedAnnotationWarns(t *testing.T) {
 		t.Error("a Deployment annotated only on its own metadata was injected")
 	}
 }
+
+// TestRefusalWritesNothing: when any document is refused, nothing at all is written, not even
+// the documents before it, so that `inject | kubectl apply -f -` never applies a partial set.
+func TestRefusalWritesNothing(t *testing.T) {
+	good := "apiVersion: v1\nkind: Pod\nmetadata: {name: good}\nspec:\n  containers: [{name: a, image: a}]\n"
+	bad := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\n  annotations: {apiaccess.io/inject: \"true\", apiaccess.io/read-only: \"yes\"}\n" +
+		"spec:\n  containers: [{name: a, image: a}]\n"
+	for _, tt := range []struct {
+		name string
+		in   string
+	}{
+		{"refused last", good + "---\n" + good + "---\n" + bad},
+		{"refused first", bad + "---\n" + good},
+		{"refused in a List", "apiVersion: v1\nkind: List\nitems:\n" + listItem(good) + listItem(bad)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := newOptions(t)
+			opts.Mode = injector.ModeEnabled
+			w := &recordingWriter{}
+			_, err := Inject(strings.NewReader(tt.in), w, opts)
+			if err == nil || !strings.Contains(err.Error(), `Pod default/bad: api-access-injector: annotation apiaccess.io/read-only: invalid value "yes"`) {
+				t.Errorf("error = %v, want the refusal of Pod default/bad", err)
+			}
+			if w.calls != 0 {
+				t.Errorf("%d writes (%q) before the refusal; want none", w.calls, w.data.String())
+			}
+		})
+	}
+}
+
+// listItem indents a one-object YAML document as an item of a List.
+func listItem(doc string) string {
+	return "- " + strings.ReplaceAll(strings.TrimSuffix(doc, "\n"), "\n", "\n  ") + "\n"
+}
+
+// recordingWriter counts the writes made to it.
+type recordingWriter struct {
+	calls int
+	data  bytes.Buffer
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	w.calls++
+	return w.data.Write(p)
+}
+
+// TestList: the items of a List are injected like documents of their own; other items and the
+// list's own fields are kept.
+func TestList(t *testing.T) {
+	in := `apiVersion: v1
+kind: List
+metadata: {resourceVersion: ""}
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: settings}
+  data: {a: b}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, namespace: shop}
+  spec:
+    selector: {matchLabels: {app: web}}
+    template:
+      metadata:
+        labels: {app: web}
+        annotations: {apiaccess.io/inject: "true"}
+      spec:
+        containers: [{name: web, image: web, futureContainerField: kept}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: plain}
+  spec:
+    containers: [{name: a, image: a}]
+`
+	var out bytes.Buffer
+	warnings, err := Inject(strings.NewReader(in), &out, newOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings = %q, want none", warnings)
+	}
+	docs := documents(t, out.Bytes())
+	if len(docs) != 1 {
+		t.Fatalf("got %d documents, want the one List:\n%s", len(docs), out.String())
+	}
+	list := docs[0]
+	if list["kind"] != "List" || get(list, "metadata", "resourceVersion") != "" {
+		t.Errorf("the List's own fields changed: kind %v, metadata %v", list["kind"], list["metadata"])
+	}
+	if n := len(get(list, "items").([]any)); n != 3 {
+		t.Fatalf("items = %d, want 3", n)
+	}
+	if diff := cmp.Diff(map[string]any{"a": "b"}, get(list, "items", 0, "data")); diff != "" {
+		t.Errorf("ConfigMap changed (-want +got):\n%s", diff)
+	}
+	web := get(list, "items", 1, "spec", "template", "spec")
+	if get(web, "initContainers", 0, "name") != injector.SidecarName || get(web, "containers", 0, "futureContainerField") != "kept" {
+		t.Errorf("Deployment item not injected, or a field unknown to the injector was lost: %v", web)
+	}
+	if get(list, "items", 2, "spec", "initContainers") != nil {
+		t.Error("a Pod item that did not opt in was injected")
+	}
+
+	// Injecting a list item gives what injecting the same object alone gives.
+	alone := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {matchLabels: {app: web}}\n" +
+		"  template:\n    metadata:\n      labels: {app: web}\n      annotations: {apiaccess.io/inject: \"true\"}\n" +
+		"    spec:\n      containers: [{name: web, image: web, futureContainerField: kept}]\n"
+	var single bytes.Buffer
+	if _, err := Inject(strings.NewReader(alone), &single, newOptions(t)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(documents(t, single.Bytes())[0], get(list, "items", 1)); diff != "" {
+		t.Errorf("the List's Deployment differs from the Deployment injected alone (-alone +item):\n%s", diff)
+	}
+
+	// A List with nothing to inject comes back byte for byte.
+	untouched := "apiVersion: v1\nkind: List\n# a comment that stays\nitems: []\n"
+	var same bytes.Buffer
+	if _, err := Inject(strings.NewReader(untouched), &same, newOptions(t)); err != nil {
+		t.Fatal(err)
+	}
+	if same.String() != untouched {
+		t.Errorf("an untouched List changed:\n%s", same.String())
+	}
+}
