@@ -57,6 +57,12 @@ func TestDefaultRender(t *testing.T) {
 		"Role/" + fullname, "RoleBinding/" + fullname, "Secret/" + fullname + "-tls",
 		"Service/" + fullname + "-webhook", "ServiceAccount/" + fullname,
 	}
+	for _, names := range policyNames {
+		for _, name := range names {
+			want = append(want, "ValidatingAdmissionPolicy/"+name, "ValidatingAdmissionPolicyBinding/"+name)
+		}
+	}
+	slices.Sort(want)
 	if diff := cmp.Diff(want, r.kinds()); diff != "" {
 		t.Errorf("rendered objects (-want +got):\n%s", diff)
 	}
