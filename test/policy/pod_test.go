@@ -105,6 +105,25 @@ func TestUninjectedPods(t *testing.T) {
 				}
 			})
 		}
+		// A Windows pod that is in an enabled namespace and did not ask by annotation is one the
+		// webhook leaves alone (the sidecar runs on Linux only), with its own warning: the
+		// policies do not count it as asking.
+		win := podFor("win", map[string]string{injector.ReadOnlyAnnotation: "true"})
+		win.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+		win.Spec.Containers[0].SecurityContext = nil
+		cs, rec := recording(t)
+		if _, err := cs.CoreV1().Pods(enabled).Create(t.Context(), win, dryRun); err != nil {
+			t.Errorf("Windows pod in an enabled namespace: %v", err)
+		}
+		if got := rec.take(); len(got) != 0 {
+			t.Errorf("Windows pod in an enabled namespace: warnings %q", got)
+		}
+		win.Annotations[injector.InjectAnnotation] = "true"
+		if _, err := cs.CoreV1().Pods(enabled).Create(t.Context(), win, dryRun); err == nil ||
+			!strings.Contains(err.Error(), "injection-required") {
+			t.Errorf("Windows pod that asked by annotation: %v, want the injection-required policy's refusal", err)
+		}
+
 		// An enforced namespace refuses its pods itself while the webhook is down
 		// (failurePolicy Fail): the policy never sees them.
 		enforced := newNamespace(t, injector.ModeEnforced)
