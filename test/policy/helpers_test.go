@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/api-access-injector/api-access-injector/injector"
@@ -25,7 +26,10 @@ var dryRun = metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 // request that only that policy refuses or warns about; the webhook must not be running.
 func waitEnforced() error {
 	ctx := context.Background()
-	cs, rec := recordingClient()
+	cs, rec, err := recordingClient()
+	if err != nil {
+		return err
+	}
 	if _, err := admin.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}},
 		metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
 		return err
@@ -88,15 +92,12 @@ func waitEnforced() error {
 }
 
 // recordingClient is recording for code that has no *testing.T.
-func recordingClient() (*kubernetes.Clientset, *warningRecorder) {
+func recordingClient() (*kubernetes.Clientset, *warningRecorder, error) {
 	rec := &warningRecorder{}
-	cfg := *restCfg
+	cfg := rest.CopyConfig(restCfg)
 	cfg.WarningHandler = rec
-	cs, err := kubernetes.NewForConfig(&cfg)
-	if err != nil {
-		panic(err)
-	}
-	return cs, rec
+	cs, err := kubernetes.NewForConfig(cfg)
+	return cs, rec, err
 }
 
 // contains reports whether a recorded warning contains s.

@@ -208,10 +208,7 @@ func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
 // recording returns a client whose warnings go to the returned recorder.
 func recording(t *testing.T) (*kubernetes.Clientset, *warningRecorder) {
 	t.Helper()
-	rec := &warningRecorder{}
-	cfg := rest.CopyConfig(restCfg)
-	cfg.WarningHandler = rec
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, rec, err := recordingClient()
 	if err != nil {
 		t.Fatal(err)
 	}
