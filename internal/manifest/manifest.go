@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
@@ -193,11 +194,8 @@ func injectObject(raw []byte, obj map[string]any, opts Options) ([]byte, []strin
 	}
 	var warnings []string
 	if len(path) > 0 {
-		if _, misplaced := annotations(obj)[injector.InjectAnnotation]; misplaced {
-			if _, ok := annotations(template)[injector.InjectAnnotation]; !ok {
-				warnings = append(warnings, fmt.Sprintf("%s: annotation %s is on the %s itself, where it has no effect; put it in %s.metadata.annotations",
-					what, injector.InjectAnnotation, kind, strings.Join(path, ".")))
-			}
+		if w := misplaced(obj, template, kind, strings.Join(path, ".")); w != "" {
+			warnings = append(warnings, what+": "+w)
 		}
 	}
 
@@ -257,6 +255,31 @@ func injectObject(raw []byte, obj map[string]any, opts Options) ([]byte, []strin
 		return nil, warnings, fmt.Errorf("%s: applying the injection: %w", what, err)
 	}
 	return patched, warnings, nil
+}
+
+// annotationPrefix starts every annotation key of the injector.
+const annotationPrefix = "apiaccess.io/"
+
+// misplaced warns about apiaccess.io/ annotations on a workload's own metadata that its pod
+// template lacks: there they have no effect
+// (https://github.com/Azure/azure-workload-identity/issues/525). The text is the one the
+// chart's workload-annotation-placement policy gives at apply; "" when there are none.
+func misplaced(obj, template map[string]any, kind, templatePath string) string {
+	var keys []string
+	for k := range annotations(obj) {
+		if _, inTemplate := annotations(template)[k]; strings.HasPrefix(k, annotationPrefix) && !inTemplate {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	switch len(keys) {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf("annotation %s is on the %s itself, where it has no effect; put it in %s.metadata.annotations", keys[0], kind, templatePath)
+	}
+	return fmt.Sprintf("annotations %s are on the %s itself, where they have no effect; put them in %s.metadata.annotations",
+		strings.Join(keys, ", "), kind, templatePath)
 }
 
 // lookup walks obj along path to the pod template.

@@ -275,3 +275,22 @@ items:
 		t.Errorf("an untouched List changed:\n%s", same.String())
 	}
 }
+
+// TestMisplacedAnnotationsWarnAsThePolicy: every apiaccess.io annotation on a workload's own
+// metadata that its template lacks is named, sorted, in the words of the chart's
+// workload-annotation-placement policy (test/policy checks the policy's).
+func TestMisplacedAnnotationsWarnAsThePolicy(t *testing.T) {
+	in := "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: report\n  namespace: shop\n" +
+		"  annotations: {apiaccess.io/read-only: \"true\", apiaccess.io/inject: \"true\", apiaccess.io/containers: a, other.io/x: y}\n" +
+		"spec:\n  schedule: \"@hourly\"\n  jobTemplate:\n    spec:\n      template:\n" +
+		"        metadata: {annotations: {apiaccess.io/containers: a}}\n        spec:\n          containers: [{name: a, image: a}]\n"
+	warnings, err := Inject(strings.NewReader(in), &bytes.Buffer{}, newOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"CronJob shop/report: annotations apiaccess.io/inject, apiaccess.io/read-only are on the CronJob itself, " +
+		"where they have no effect; put them in spec.jobTemplate.spec.template.metadata.annotations"}
+	if diff := cmp.Diff(want, warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
