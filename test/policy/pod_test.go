@@ -27,9 +27,9 @@ func TestUninjectedPods(t *testing.T) {
 	const (
 		expected        = "api-access-injector-injection-expected"
 		refusedReadOnly = `api-access-injector: the pod asked for injection (annotation apiaccess.io/inject: "true") with apiaccess.io/read-only: "true", ` +
-			`but it was not injected (it has no api-proxy sidecar and no apiaccess.io/status annotation): the api-access-injector webhook was unavailable ` +
+			`but it was not injected (it lacks the api-proxy sidecar or the apiaccess.io/status annotation): the api-access-injector webhook was unavailable ` +
 			`or is not installed. These are security settings, so the pod is refused rather than run without them; create it again once the webhook is available`
-		warnSuffix = ` but was admitted without it (it has no api-proxy sidecar and no apiaccess.io/status annotation): the api-access-injector webhook ` +
+		warnSuffix = ` but was admitted without it (it lacks the api-proxy sidecar or the apiaccess.io/status annotation): the api-access-injector webhook ` +
 			`was unavailable (failurePolicy Ignore) or is not installed; delete the pod once the webhook is available, so that its replacement gets the sidecar`
 	)
 	rows := []struct {
@@ -43,13 +43,15 @@ func TestUninjectedPods(t *testing.T) {
 		injected bool
 	}{
 		{"opt-in read-only", optIn, map[string]string{injector.InjectAnnotation: "true", injector.ReadOnlyAnnotation: "true"}, refusedReadOnly, nil, true},
+		{"opt-in read-only, forged status", optIn, map[string]string{injector.InjectAnnotation: "true", injector.ReadOnlyAnnotation: "true", injector.StatusAnnotation: "{}"},
+			refusedReadOnly, nil, true},
 		{"opt-in both settings", optIn, map[string]string{injector.InjectAnnotation: "true", injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "true"},
 			`api-access-injector: the pod asked for injection (annotation apiaccess.io/inject: "true") with apiaccess.io/read-only: "true" and apiaccess.io/isolate-token: "true", ` +
-				`but it was not injected (it has no api-proxy sidecar and no apiaccess.io/status annotation): the api-access-injector webhook was unavailable ` +
+				`but it was not injected (it lacks the api-proxy sidecar or the apiaccess.io/status annotation): the api-access-injector webhook was unavailable ` +
 				`or is not installed. These are security settings, so the pod is refused rather than run without them; create it again once the webhook is available`, nil, true},
 		{"enabled isolate-token", enabled, map[string]string{injector.IsolateTokenAnnotation: "true"},
 			"api-access-injector: the pod asked for injection (namespace " + enabled + " is labelled apiaccess.io/injection=enabled) with apiaccess.io/isolate-token: \"true\"" +
-				", but it was not injected (it has no api-proxy sidecar and no apiaccess.io/status annotation): the api-access-injector webhook was unavailable " +
+				", but it was not injected (it lacks the api-proxy sidecar or the apiaccess.io/status annotation): the api-access-injector webhook was unavailable " +
 				"or is not installed. These are security settings, so the pod is refused rather than run without them; create it again once the webhook is available", nil, true},
 		{"opt-in", optIn, map[string]string{injector.InjectAnnotation: "true"}, "",
 			[]string{policyWarning(expected, `api-access-injector: the pod asked for injection (annotation apiaccess.io/inject: "true")`+warnSuffix)}, true},
