@@ -257,9 +257,6 @@ func injectObject(raw []byte, obj map[string]any, opts Options) ([]byte, []strin
 	return patched, warnings, nil
 }
 
-// annotationPrefix starts every annotation key of the injector.
-const annotationPrefix = "apiaccess.io/"
-
 // misplaced warns about apiaccess.io/ annotations on a workload's own metadata that its pod
 // template lacks: there they have no effect
 // (https://github.com/Azure/azure-workload-identity/issues/525). The text is the one the
@@ -267,7 +264,7 @@ const annotationPrefix = "apiaccess.io/"
 func misplaced(obj, template map[string]any, kind, templatePath string) string {
 	var keys []string
 	for k := range annotations(obj) {
-		if _, inTemplate := annotations(template)[k]; strings.HasPrefix(k, annotationPrefix) && !inTemplate {
+		if _, inTemplate := annotations(template)[k]; strings.HasPrefix(k, injector.AnnotationPrefix) && !inTemplate {
 			keys = append(keys, k)
 		}
 	}
