@@ -96,6 +96,10 @@ type Config struct {
 	// HealthPort serves /healthz, /readyz and /metrics on all interfaces; 0 picks a free
 	// port.
 	HealthPort int
+	// KubeconfigOut, when set, is the file where Run writes, before it serves, a kubeconfig
+	// for the app containers that points at the API listener, with the namespace read from
+	// ServiceAccountDir (see Kubeconfig).
+	KubeconfigOut string
 
 	// DrainTimeout bounds the drain on shutdown; 0 means DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -144,6 +148,9 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 		"portforward, the proxy subresources and every protocol upgrade, even by GET.")
 	fs.IntVar(&c.HealthPort, "health-port", c.HealthPort, "The port on which to serve /healthz, /readyz and /metrics on all interfaces. "+
 		"It never serves the API. Set to 0 to pick a free port.")
+	fs.StringVar(&c.KubeconfigOut, "kubeconfig-out", c.KubeconfigOut, "If set, the file to write, before serving, a kubeconfig "+
+		"for the app containers: its only cluster is this proxy, its namespace the one in --serviceaccount-dir. "+
+		"It is written atomically with mode 0644.")
 }
 
 // Validate reports every problem with c at once.

@@ -16,7 +16,10 @@
 //     portforward, the proxy subresources and every protocol upgrade even by GET;
 //   - a separate health port serves /healthz, /readyz and /metrics (Prometheus text) and
 //     never the API;
-//   - SIGTERM drains in-flight requests, ending watches cleanly.
+//   - SIGTERM drains in-flight requests, ending watches cleanly;
+//   - --kubeconfig-out writes, before the proxy serves, the kubeconfig that the app
+//     containers load, so that nothing a pod update can change feeds it (see Kubeconfig);
+//     `api-proxy write-kubeconfig` writes it and exits, for pods whose sidecar is kubectl.
 //
 // The package uses only the standard library, so that the binary stays a few MiB.
 package proxy

@@ -228,13 +228,18 @@ func (s *Server) Addr() net.Addr { return s.apiLn.Addr() }
 // HealthAddr returns the address of /healthz, /readyz and /metrics, once Listen succeeded.
 func (s *Server) HealthAddr() net.Addr { return s.healthLn.Addr() }
 
-// Run listens (unless Listen was called), logs where, and serves until ctx is done; then it
-// drains (see Serve).
+// Run listens (unless Listen was called), writes --kubeconfig-out if set, logs where, and
+// serves until ctx is done; then it drains (see Serve).
 func (s *Server) Run(ctx context.Context) error {
 	if s.apiLn == nil {
 		if err := s.Listen(); err != nil {
 			return err
 		}
+	}
+	if err := s.writeKubeconfig(); err != nil {
+		s.apiLn.Close()
+		s.healthLn.Close()
+		return err
 	}
 	s.log.Info("api-proxy serving the Kubernetes API", "address", "http://"+s.Addr().String(),
 		"health", s.HealthAddr().String(), "server", s.target.String(), "readOnly", s.cfg.ReadOnly,

@@ -24,11 +24,15 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == proxy.KubeconfigCommand {
+		return writeKubeconfig(args[1:])
+	}
 	cfg := proxy.DefaultConfig()
 	fs := flag.NewFlagSet("api-proxy", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: api-proxy [flags]\n\n"+
-			"Serves the Kubernetes API on the pod's loopback, authenticated with the pod's service-account token.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: api-proxy [flags]\n       api-proxy %s [flags]\n\n"+
+			"Serves the Kubernetes API on the pod's loopback, authenticated with the pod's service-account token.\n"+
+			"See api-proxy %s -h for writing the app containers' kubeconfig without serving.\n\n", proxy.KubeconfigCommand, proxy.KubeconfigCommand)
 		fs.PrintDefaults()
 	}
 	cfg.BindFlags(fs)
@@ -51,4 +55,28 @@ func run(args []string) error {
 		return err
 	}
 	return srv.Run(ctx)
+}
+
+// writeKubeconfig is `api-proxy write-kubeconfig`: it writes the app containers' kubeconfig
+// and exits, for pods whose sidecar is not api-proxy (the injector's kubectl mode).
+func writeKubeconfig(args []string) error {
+	cfg := proxy.KubeconfigConfig{Port: proxy.DefaultPort}
+	fs := flag.NewFlagSet("api-proxy "+proxy.KubeconfigCommand, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: api-proxy %s --kubeconfig-out=FILE --namespace=NS [--port=N]\n\n"+
+			"Writes a kubeconfig whose only cluster is http://127.0.0.1:<port> and whose namespace is NS, then exits.\n\n",
+			proxy.KubeconfigCommand)
+		fs.PrintDefaults()
+	}
+	cfg.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: %s takes only flags", fs.Args(), proxy.KubeconfigCommand)
+	}
+	return cfg.Write()
 }
