@@ -28,13 +28,17 @@ const (
 	ContainersAnnotation = "apiaccess.io/containers"
 )
 
-// Pod annotations that the injector writes.
+// Pod annotations that the injector writes, or wrote.
 const (
-	// KubeconfigAnnotation holds the kubeconfig that the downward-API volume
-	// KubeconfigVolumeName projects into the app containers.
-	KubeconfigAnnotation = "apiaccess.io/kubeconfig"
 	// StatusAnnotation records, as JSON, what was injected (see Status).
 	StatusAnnotation = "apiaccess.io/status"
+	// KubeconfigAnnotation held, in earlier versions, the kubeconfig that a downward-API
+	// volume projected into the app containers. That file stayed live: whoever could patch
+	// the pod could rewrite what kubectl and client-go load in the app (another server, a
+	// users[].exec plugin they would run). The injector no longer writes it and removes it
+	// from a pod it injects (one copied from an older pod, say); policies refuse UPDATEs that
+	// change it on pods admitted by those versions.
+	KubeconfigAnnotation = "apiaccess.io/kubeconfig"
 )
 
 // InjectionLabel is the namespace label that platform teams set to one of the
@@ -47,8 +51,15 @@ const (
 	SidecarName = "api-proxy"
 	// TokenVolumeName is the projected service-account volume mounted into the sidecar only.
 	TokenVolumeName = "apiaccess-token"
-	// KubeconfigVolumeName is the downward-API volume holding the kubeconfig file.
+	// KubeconfigVolumeName is the memory-backed emptyDir volume holding the kubeconfig
+	// file, written by the api-proxy sidecar (or, in kubectl mode, by the init container
+	// KubeconfigInitName) and mounted read-only into the app containers. No pod field feeds
+	// it, so no update of the pod can change what the app loads.
 	KubeconfigVolumeName = "apiaccess-kubeconfig"
+	// KubeconfigInitName is the init container that writes the kubeconfig in kubectl mode,
+	// where the sidecar's image cannot (`api-proxy write-kubeconfig`), placed right after
+	// the sidecar.
+	KubeconfigInitName = "apiaccess-kubeconfig"
 	// HealthPortName names the sidecar's health port (a port name has at most 15 characters).
 	HealthPortName = "apiproxy-health"
 
@@ -56,8 +67,9 @@ const (
 	// built-in service-account mount, so that `kubectl proxy` in the official kubectl image
 	// works unchanged as the sidecar too.
 	TokenMountPath = "/var/run/secrets/kubernetes.io/serviceaccount"
-	// KubeconfigMountPath is the directory of the kubeconfig in the app containers. The
-	// volume's directory is mounted, never a subPath: a subPath mount would not see updates.
+	// KubeconfigMountPath is the directory of the kubeconfig in the app containers (and in
+	// the container that writes it). The volume's directory is mounted, never a subPath: a
+	// subPath mount would not see the file the sidecar writes after the mount.
 	KubeconfigMountPath = "/var/run/apiaccess"
 	// KubeconfigFileName is the kubeconfig's file name inside KubeconfigMountPath.
 	KubeconfigFileName = "kubeconfig"
@@ -74,6 +86,8 @@ const (
 	rootCAConfigMap = "kube-root-ca.crt"
 	// defaultServiceAccount is what the ServiceAccount admission plugin would set.
 	defaultServiceAccount = "default"
+	// namespaceEnvVar gives the kubeconfig init container the pod's namespace (downward API).
+	namespaceEnvVar = "POD_NAMESPACE"
 )
 
 // Defaults and bounds.

@@ -52,7 +52,11 @@ type SidecarConfig struct {
 	Mode SidecarMode `json:"mode,omitempty"`
 	// Image of the proxy (in kubectl mode, an image whose entrypoint is kubectl). Required.
 	Image string `json:"image"`
-	// ImagePullPolicy of the proxy image. Default IfNotPresent.
+	// InitImage is the api-proxy image, run in kubectl mode as the init container
+	// KubeconfigInitName (`api-proxy write-kubeconfig`) that writes the app containers'
+	// kubeconfig, since the kubectl image cannot. Required in kubectl mode; unused otherwise.
+	InitImage string `json:"initImage,omitempty"`
+	// ImagePullPolicy of the proxy image (and of InitImage). Default IfNotPresent.
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
 	// HealthPort serves /healthz, /readyz and /metrics on all interfaces. Default DefaultHealthPort.
 	HealthPort int32 `json:"healthPort,omitempty"`
@@ -121,6 +125,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Sidecar.Image == "" {
 		add("sidecar.image: required: the api-proxy image to inject")
+	}
+	if c.Sidecar.Mode == SidecarKubectl && c.Sidecar.InitImage == "" {
+		add("sidecar.initImage: required when sidecar.mode is %s: the api-proxy image, whose write-kubeconfig command "+
+			"writes the app containers' kubeconfig in the init container %s", SidecarKubectl, KubeconfigInitName)
 	}
 	switch c.Sidecar.ImagePullPolicy {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:

@@ -2,8 +2,9 @@
 //
 // Given a pod, the injection mode of its namespace and the process configuration, it decides
 // whether the pod is injected and, if so, adds the api-proxy native sidecar, the projected
-// service-account volume mounted into that sidecar only, the downward-API kubeconfig volume,
-// and the KUBECONFIG and KUBE_API_URL variables in the app containers. It does no I/O and
+// service-account volume mounted into that sidecar only, the memory-backed kubeconfig volume
+// that the sidecar fills when it starts (in kubectl mode, an init container after it), and
+// the KUBECONFIG and KUBE_API_URL variables in the app containers. It does no I/O and
 // keeps no state: the admission webhook, the offline `inject` command and the tests all call
 // the same [Injector.Mutate].
 //

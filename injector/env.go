@@ -2,7 +2,6 @@ package injector
 
 import (
 	"fmt"
-	"path"
 	"slices"
 	"strconv"
 
@@ -12,31 +11,6 @@ import (
 // proxyURL is the proxy's address as the app containers see it.
 func proxyURL(port int32) string {
 	return "http://127.0.0.1:" + strconv.Itoa(int(port))
-}
-
-// kubeconfig is the content of KubeconfigAnnotation: one cluster, the local proxy, and the
-// pod's namespace as the default. The proxy adds the credentials, so the user is empty.
-func kubeconfig(namespace string, port int32) string {
-	ns := ""
-	if namespace != "" {
-		ns = "\n    namespace: " + namespace
-	}
-	return `apiVersion: v1
-kind: Config
-clusters:
-- name: api-proxy
-  cluster:
-    server: ` + proxyURL(port) + `
-users:
-- name: api-proxy
-  user: {}
-contexts:
-- name: api-proxy
-  context:
-    cluster: api-proxy
-    user: api-proxy` + ns + `
-current-context: api-proxy
-`
 }
 
 // wire gives a container the kubeconfig mount and the two variables. A variable the user set
@@ -50,7 +24,7 @@ func wire(c *corev1.Container, port int32, prev Status, injected bool) (warnings
 	}
 	ours := injected && slices.Contains(prev.Containers, c.Name)
 	for _, v := range []struct{ name, value, previous string }{
-		{KubeconfigEnvVar, path.Join(KubeconfigMountPath, KubeconfigFileName), path.Join(KubeconfigMountPath, KubeconfigFileName)},
+		{KubeconfigEnvVar, kubeconfigPath, kubeconfigPath},
 		{KubeAPIURLEnvVar, proxyURL(port), proxyURL(prev.Port)},
 	} {
 		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v.name })

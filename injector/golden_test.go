@@ -17,15 +17,18 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the
 
 // TestGolden injects every testdata/<case>.in.yaml and compares the pod, and the warnings,
 // with testdata/<case>.golden.yaml. It also checks that injecting the result again changes
-// nothing and warns of nothing new.
+// nothing and warns of nothing new. Cases named kubectl-* run in sidecar.mode kubectl.
 func TestGolden(t *testing.T) {
 	inputs, err := filepath.Glob("testdata/*.in.yaml")
 	if err != nil || len(inputs) == 0 {
 		t.Fatalf("no golden inputs: %v", err)
 	}
-	inj := newInjector(t)
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
+		inj := newInjector(t)
+		if strings.HasPrefix(name, "kubectl-") {
+			inj = newKubectlInjector(t)
+		}
 		t.Run(name, func(t *testing.T) {
 			pod := readPod(t, in)
 			res, err := inj.Mutate(Namespace{Name: pod.Namespace}, pod)

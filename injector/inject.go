@@ -92,6 +92,7 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	} else {
 		spec.InitContainers = slices.Insert(spec.InitContainers, 0, i.sidecar(opts))
 	}
+	spec.InitContainers = i.withKubeconfigInit(spec.InitContainers, opts)
 
 	var names []string
 	for _, c := range containers(pod) {
@@ -105,8 +106,9 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[KubeconfigAnnotation] = kubeconfig(ns.Name, opts.ProxyPort)
-	pod.Annotations[StatusAnnotation] = Status{
+	// Written by earlier versions and fed a live kubeconfig file; now it would only mislead.
+	delete(pod.Annotations, KubeconfigAnnotation)
+	status := Status{
 		Version:      i.cfg.Version,
 		Sidecar:      SidecarName,
 		Volumes:      []string{TokenVolumeName, KubeconfigVolumeName},
@@ -114,7 +116,11 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 		Port:         opts.ProxyPort,
 		ReadOnly:     opts.ReadOnly,
 		IsolateToken: opts.IsolateToken,
-	}.String()
+	}
+	if i.cfg.Sidecar.Mode == SidecarKubectl {
+		status.InitContainers = []string{KubeconfigInitName}
+	}
+	pod.Annotations[StatusAnnotation] = status.String()
 	return warnings, nil
 }
 
@@ -134,10 +140,16 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 		if c.Name == SidecarName {
 			r.add("container %q: the name is reserved for the injected sidecar; rename the container", c.Name)
 		}
+		if c.Name == KubeconfigInitName {
+			r.add("container %q: the name is reserved for the injected init container; rename the container", c.Name)
+		}
 	}
 	for _, c := range spec.InitContainers {
 		if c.Name == SidecarName && !injected {
 			r.add("init container %q: the name is reserved for the injected sidecar; rename the container", c.Name)
+		}
+		if c.Name == KubeconfigInitName && !(injected && prev.owns(c.Name)) {
+			r.add("init container %q: the name is reserved for the injected init container; rename the container", c.Name)
 		}
 	}
 	for _, v := range spec.Volumes {
@@ -147,7 +159,7 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 	}
 	targets := map[string]bool{}
 	for _, c := range containers(pod) {
-		if c.Name == SidecarName {
+		if ours(c.Name) {
 			continue
 		}
 		for _, p := range c.Ports {
@@ -202,10 +214,14 @@ func containers(pod *corev1.Pod) []*corev1.Container {
 	return out
 }
 
+// ours reports whether a container name is one the injector adds. One the user named so is
+// refused by check, unless an earlier injection recorded it as its own.
+func ours(name string) bool { return name == SidecarName || name == KubeconfigInitName }
+
 func containerNames(pod *corev1.Pod) string {
 	var names []string
 	for _, c := range containers(pod) {
-		if c.Name != SidecarName {
+		if !ours(c.Name) {
 			names = append(names, strconv.Quote(c.Name))
 		}
 	}

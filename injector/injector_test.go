@@ -22,6 +22,23 @@ func newInjector(t testing.TB) *Injector {
 	return i
 }
 
+// kubectlConfig is testConfig in sidecar.mode kubectl.
+func kubectlConfig() Config {
+	cfg := testConfig()
+	cfg.Sidecar.Mode, cfg.Sidecar.Image = SidecarKubectl, "registry.k8s.io/kubectl:v1.37.2"
+	cfg.Sidecar.InitImage = "registry.example.com/api-proxy:test"
+	return cfg
+}
+
+func newKubectlInjector(t testing.TB) *Injector {
+	t.Helper()
+	i, err := New(kubectlConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
 // simplePod is a pod as the API server hands it to the webhook: one container, the
 // kube-api-access volume of the ServiceAccount plugin, annotations as given.
 func simplePod(annotations map[string]string) *corev1.Pod {
@@ -135,6 +152,12 @@ func TestRefusals(t *testing.T) {
 		{"init container named api-proxy", func(p *corev1.Pod) {
 			p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: SidecarName, Image: "x"})
 		}, []string{`init container "api-proxy": the name is reserved`}},
+		{"init container named apiaccess-kubeconfig", func(p *corev1.Pod) {
+			p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: KubeconfigInitName, Image: "x"})
+		}, []string{`init container "apiaccess-kubeconfig": the name is reserved for the injected init container`}},
+		{"container named apiaccess-kubeconfig", func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: KubeconfigInitName, Image: "x"})
+		}, []string{`container "apiaccess-kubeconfig": the name is reserved for the injected init container`}},
 		{"volume named apiaccess-token", func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: TokenVolumeName})
 		}, []string{`volume "apiaccess-token": the name is reserved`}},
@@ -286,12 +309,8 @@ func TestParseNamespaceMode(t *testing.T) {
 }
 
 func TestKubectlMode(t *testing.T) {
-	cfg := testConfig()
-	cfg.Sidecar.Mode, cfg.Sidecar.Image = SidecarKubectl, "registry.k8s.io/kubectl:v1.37.2"
-	inj, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := kubectlConfig()
+	inj := newKubectlInjector(t)
 	pod := simplePod(map[string]string{InjectAnnotation: "true", ReadOnlyAnnotation: "true", ProxyPortAnnotation: "9001"})
 	pod.Spec.Containers[0].Ports = append(pod.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: DefaultHealthPort})
 	if _, err := inj.Mutate(Namespace{Name: "team-a"}, pod); err != nil {
@@ -308,8 +327,24 @@ func TestKubectlMode(t *testing.T) {
 	if diff := cmp.Diff([]string{"kubectl", "--server=http://127.0.0.1:9001", "get", "--raw=/readyz"}, c.StartupProbe.Exec.Command); diff != "" {
 		t.Errorf("startup probe (-want +got):\n%s", diff)
 	}
-	if m := c.VolumeMounts[0]; m.Name != TokenVolumeName || m.MountPath != TokenMountPath {
-		t.Errorf("token mount = %+v; kubectl reads the in-cluster path", m)
+	if diff := cmp.Diff([]corev1.VolumeMount{{Name: TokenVolumeName, MountPath: TokenMountPath, ReadOnly: true}}, c.VolumeMounts); diff != "" {
+		t.Errorf("sidecar mounts (-want +got); kubectl reads the in-cluster path and writes no kubeconfig:\n%s", diff)
+	}
+	if names := []string{pod.Spec.InitContainers[0].Name, pod.Spec.InitContainers[1].Name}; !cmp.Equal(names, []string{SidecarName, KubeconfigInitName}) {
+		t.Errorf("init containers start with %q, want the sidecar, then the kubeconfig writer", names)
+	}
+	init := pod.Spec.InitContainers[1]
+	if init.Image != cfg.Sidecar.InitImage || init.RestartPolicy != nil {
+		t.Errorf("kubeconfig writer: image %q, restartPolicy %v; want the api-proxy image, a regular init container", init.Image, init.RestartPolicy)
+	}
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if init.Resources.Requests.Name(r, "").IsZero() || init.Resources.Limits.Name(r, "").IsZero() {
+			t.Errorf("kubeconfig writer: %s request or limit missing: a LimitRange would add it, a ResourceQuota refuse the pod", r)
+		}
+	}
+	cfg.Sidecar.InitImage = ""
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "sidecar.initImage: required when sidecar.mode is kubectl") {
+		t.Errorf("Validate accepted kubectl mode without an init image: %v", err)
 	}
 	if err := (&Config{Sidecar: SidecarConfig{Mode: "kubelet"}}).Validate(); err == nil || !strings.Contains(err.Error(), `sidecar.mode: "kubelet" is not one of api-proxy, kubectl`) {
 		t.Errorf("Validate accepted a bad mode: %v", err)

@@ -1,9 +1,12 @@
 package injector
 
 import (
+	"path"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -16,6 +19,8 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 	args := []string{
 		"--port=" + strconv.Itoa(int(opts.ProxyPort)),
 		"--health-port=" + strconv.Itoa(int(s.HealthPort)),
+		// Written before the startupProbe can pass, so before any app container starts.
+		"--kubeconfig-out=" + kubeconfigPath,
 	}
 	if opts.ReadOnly {
 		args = append(args, "--read-only")
@@ -30,9 +35,10 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 			Name: HealthPortName, ContainerPort: s.HealthPort, Protocol: corev1.ProtocolTCP,
 		}},
 		Resources: *s.Resources.DeepCopy(),
-		VolumeMounts: []corev1.VolumeMount{{
-			Name: TokenVolumeName, MountPath: TokenMountPath, ReadOnly: true,
-		}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: TokenVolumeName, MountPath: TokenMountPath, ReadOnly: true},
+			{Name: KubeconfigVolumeName, MountPath: KubeconfigMountPath},
+		},
 		// A native sidecar: started before the other init containers, kept running, and
 		// stopped after the app, so that Jobs complete
 		// (https://kubernetes.io/docs/concepts/workloads/pods/sidecar-containers/).
@@ -53,16 +59,7 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 			}},
 			PeriodSeconds: 10, FailureThreshold: 3, TimeoutSeconds: 1, SuccessThreshold: 1,
 		},
-		// Pod Security "restricted" (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
-		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             ptr.To(true),
-			RunAsUser:                ptr.To(s.RunAsUser),
-			RunAsGroup:               ptr.To(s.RunAsUser),
-			AllowPrivilegeEscalation: ptr.To(false),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		SecurityContext:          restricted(s.RunAsUser),
 		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
@@ -71,6 +68,23 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 	}
 	return c
 }
+
+// restricted is the security context of the containers we add: Pod Security "restricted"
+// (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
+func restricted(user int64) *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             ptr.To(true),
+		RunAsUser:                ptr.To(user),
+		RunAsGroup:               ptr.To(user),
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// kubeconfigPath is the kubeconfig file, in the containers that mount its volume.
+var kubeconfigPath = path.Join(KubeconfigMountPath, KubeconfigFileName)
 
 // kubectlReadOnlyPaths are the paths --read-only refuses beyond writes: the subresources that
 // run commands or open tunnels, even by GET.
@@ -87,6 +101,8 @@ func kubectlProxy(c *corev1.Container, opts Options) {
 		c.Args = append(c.Args, "--reject-methods=^(POST|PUT|PATCH|DELETE)$", "--reject-paths="+kubectlReadOnlyPaths)
 	}
 	c.Ports = nil
+	// The kubectl image cannot write the kubeconfig: the init container KubeconfigInitName does.
+	c.VolumeMounts = c.VolumeMounts[:1]
 	probe := corev1.ProbeHandler{Exec: &corev1.ExecAction{
 		Command: []string{"kubectl", "--server=http://127.0.0.1:" + port, "get", "--raw=/readyz"},
 	}}
@@ -95,4 +111,51 @@ func kubectlProxy(c *corev1.Container, opts Options) {
 	// No liveness probe: the only check kubectl can make goes to the API server, and an
 	// outage there must not restart the sidecar in a loop.
 	c.LivenessProbe = nil
+}
+
+// withKubeconfigInit returns the init containers with KubeconfigInitName in kubectl mode, and
+// without it otherwise (an earlier injection in kubectl mode may have added it). It goes right
+// after the sidecar, whose startupProbe holds it back until the proxy is up, and it holds back
+// every later container until the file is written. One an earlier injection added is updated
+// where it is, keeping what other admission plugins added to it, as the sidecar is.
+func (i *Injector) withKubeconfigInit(cs []corev1.Container, opts Options) []corev1.Container {
+	k := slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == KubeconfigInitName })
+	switch {
+	case i.cfg.Sidecar.Mode != SidecarKubectl:
+		return slices.DeleteFunc(cs, func(c corev1.Container) bool { return c.Name == KubeconfigInitName })
+	case k >= 0:
+		cs[k] = updateSidecar(cs[k], i.kubeconfigInit(opts))
+		return cs
+	}
+	at := slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == SidecarName }) + 1
+	return slices.Insert(cs, at, i.kubeconfigInit(opts))
+}
+
+// kubeconfigInit is the init container that runs `api-proxy write-kubeconfig` from the
+// api-proxy image (Config.Sidecar.InitImage) and exits. It gets the pod's namespace from the
+// downward API's metadata.namespace, which cannot change after admission. Its requests and
+// limits are all set, so that a LimitRange adds nothing (injection stays idempotent) and a
+// ResourceQuota on limits accepts the pod.
+func (i *Injector) kubeconfigInit(opts Options) corev1.Container {
+	s := i.cfg.Sidecar
+	return corev1.Container{
+		Name:            KubeconfigInitName,
+		Image:           s.InitImage,
+		ImagePullPolicy: s.ImagePullPolicy,
+		Args: []string{
+			"write-kubeconfig",
+			"--kubeconfig-out=" + kubeconfigPath,
+			"--port=" + strconv.Itoa(int(opts.ProxyPort)),
+			"--namespace=$(" + namespaceEnvVar + ")",
+		},
+		Env: []corev1.EnvVar{{Name: namespaceEnvVar, ValueFrom: &corev1.EnvVarSource{FieldRef: fieldRef("metadata.namespace")}}},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+		},
+		VolumeMounts:             []corev1.VolumeMount{{Name: KubeconfigVolumeName, MountPath: KubeconfigMountPath}},
+		SecurityContext:          restricted(s.RunAsUser),
+		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
 }

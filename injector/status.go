@@ -13,6 +13,9 @@ type Status struct {
 	Version string `json:"version"`
 	// Sidecar is the name of the injected container.
 	Sidecar string `json:"sidecar"`
+	// InitContainers are the names of the injected init containers other than the sidecar
+	// (KubeconfigInitName, in kubectl mode).
+	InitContainers []string `json:"initContainers,omitempty"`
 	// Volumes are the names of the injected volumes.
 	Volumes []string `json:"volumes"`
 	// Containers are the containers that got the environment and kubeconfig, in pod order.
@@ -42,5 +45,5 @@ func (s Status) String() string {
 
 // owns reports whether an earlier injection recorded the volume or container name as its own.
 func (s Status) owns(name string) bool {
-	return name == s.Sidecar || slices.Contains(s.Volumes, name)
+	return name == s.Sidecar || slices.Contains(s.Volumes, name) || slices.Contains(s.InitContainers, name)
 }

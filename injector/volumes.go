@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
 )
 
@@ -34,19 +35,23 @@ func tokenVolume(opts Options) corev1.Volume {
 	}
 }
 
-// kubeconfigVolume projects the kubeconfig annotation as a file.
+// kubeconfigVolume is the volume of the kubeconfig: an emptyDir that the sidecar fills when
+// it starts, so that nothing in the pod's spec or metadata, which patch rights can change,
+// feeds what the app loads (a downward-API file of an annotation would stay live). In memory,
+// because it is small and needs no node disk; the size limit, which also sizes the tmpfs,
+// keeps anyone with the mount from filling the pod's memory through it.
 func kubeconfigVolume() corev1.Volume {
 	return corev1.Volume{
 		Name: KubeconfigVolumeName,
-		VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
-			DefaultMode: ptr.To[int32](corev1.DownwardAPIVolumeSourceDefaultMode),
-			Items: []corev1.DownwardAPIVolumeFile{{
-				Path:     KubeconfigFileName,
-				FieldRef: fieldRef("metadata.annotations['" + KubeconfigAnnotation + "']"),
-			}},
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium:    corev1.StorageMediumMemory,
+			SizeLimit: ptr.To(resource.MustParse(kubeconfigVolumeSize)),
 		}},
 	}
 }
+
+// kubeconfigVolumeSize is far more than a kubeconfig of a few hundred bytes needs.
+const kubeconfigVolumeSize = "1Mi"
 
 func fieldRef(path string) *corev1.ObjectFieldSelector {
 	return &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}
