@@ -19,12 +19,12 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 	args := []string{
 		"--port=" + strconv.Itoa(int(opts.ProxyPort)),
 		"--health-port=" + strconv.Itoa(int(s.HealthPort)),
-		// Written before the startupProbe can pass, so before any app container starts.
-		"--kubeconfig-out=" + kubeconfigPath,
 	}
 	if opts.ReadOnly {
 		args = append(args, "--read-only")
 	}
+	// Written before the startupProbe can pass, so before any app container starts.
+	args = append(args, "--kubeconfig-out="+kubeconfigPath)
 	health := intstr.FromInt32(s.HealthPort)
 	c := corev1.Container{
 		Name:            SidecarName,

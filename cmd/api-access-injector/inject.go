@@ -25,7 +25,8 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		`or "-" for standard input. Required. Nothing is written unless every document is accepted.`)
 	fs.StringVar(&mode, "namespace-injection", "", "Stand-in for the namespace label "+injector.InjectionLabel+
 		": enabled or enforced injects pods that did not opt in. Default: only pods annotated "+injector.InjectAnnotation+`: "true".`)
-	fs.StringVar(&namespace, "namespace", "", "Namespace of the documents that name none (it goes into the injected kubeconfig).")
+	fs.StringVar(&namespace, "namespace", "", "Namespace of the documents that name none: documents in an excluded namespace "+
+		"(kube-system, kube-node-lease, the injector's own, the configured ones) are left as they are, and messages name it.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -252,7 +252,11 @@ func describe(pod *corev1.Pod) string {
 			*sc.RunAsNonRoot, *sc.ReadOnlyRootFilesystem, *sc.AllowPrivilegeEscalation, sc.Capabilities.Drop, sc.SeccompProfile.Type)
 		line("    requests cpu %s memory %s, limit memory %s", c.Resources.Requests.Cpu(), c.Resources.Requests.Memory(), c.Resources.Limits.Memory())
 		for _, m := range c.VolumeMounts {
-			line("    mounts %s at %s (read-only)", m.Name, m.MountPath)
+			mode := "read-only"
+			if !m.ReadOnly {
+				mode = "read-write: it writes the app's kubeconfig there before its startupProbe can pass"
+			}
+			line("    mounts %s at %s (%s)", m.Name, m.MountPath, mode)
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
@@ -265,7 +269,8 @@ func describe(pod *corev1.Pod) string {
 			}
 			line("+ volume %s: projected token (%ds, audience %s), ca.crt, namespace; mounted by the sidecar only", v.Name, *t.ExpirationSeconds, aud)
 		case injector.KubeconfigVolumeName:
-			line("+ volume %s: downward API file %s from annotation %s", v.Name, injector.KubeconfigFileName, injector.KubeconfigAnnotation)
+			line("+ volume %s: emptyDir (medium %s, sizeLimit %s) for the file %s the sidecar writes; no pod field feeds it",
+				v.Name, v.EmptyDir.Medium, v.EmptyDir.SizeLimit, injector.KubeconfigFileName)
 		}
 	}
 	for _, c := range pod.Spec.Containers {
@@ -275,14 +280,12 @@ func describe(pod *corev1.Pod) string {
 				env = append(env, e.Name+"="+e.Value)
 			}
 		}
-		line("+ container %s: %s; kubeconfig mounted at %s", c.Name, strings.Join(env, " "), injector.KubeconfigMountPath)
+		line("+ container %s: %s; kubeconfig volume mounted read-only at %s", c.Name, strings.Join(env, " "), injector.KubeconfigMountPath)
 	}
 	if status, ok := injector.ParseStatus(pod.Annotations); ok && status.IsolateToken {
 		line("- the kube-api-access volume the ServiceAccount admission plugin added, and its mounts (%s: \"true\")", injector.IsolateTokenAnnotation)
 	}
 	line("+ annotation %s: %s", injector.StatusAnnotation, pod.Annotations[injector.StatusAnnotation])
-	line("+ annotation %s: a kubeconfig for %s, namespace %s",
-		injector.KubeconfigAnnotation, "http://127.0.0.1:"+strconv.Itoa(injector.DefaultProxyPort), pod.Namespace)
 	return b.String()
 }
 

@@ -51,6 +51,16 @@ func materialise(ctx context.Context, cfg *rest.Config, _ *kubernetes.Clientset,
 		v, _ := res.App.Getenv(key)
 		say("  %s=%s", key, v)
 	}
+	if path, ok := res.App.Getenv(injector.KubeconfigEnvVar); ok {
+		kc, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading the kubeconfig the sidecar wrote: %w", err)
+		}
+		say("the kubeconfig the sidecar wrote into the %s volume before it reported ready:", injector.KubeconfigVolumeName)
+		for l := range strings.Lines(string(kc)) {
+			say("  | %s", strings.TrimSuffix(l, "\n"))
+		}
+	}
 	fmt.Println()
 	say("The app listed the pods of namespace %s through the sidecar:", res.Report.Namespace)
 	say("  with client-go, from $KUBECONFIG:     %s", strings.Join(res.Report.ClientGo, ", "))

@@ -82,8 +82,8 @@ func TestInjectWorkloads(t *testing.T) {
 	if get(web, "containers", 0, "futureContainerField") != "kept" {
 		t.Errorf("a field unknown to the injector's types was lost: %v", get(web, "containers", 0))
 	}
-	if !strings.Contains(get(docs[1], "spec", "template", "metadata", "annotations", injector.KubeconfigAnnotation).(string), "namespace: shop") {
-		t.Error("Deployment's kubeconfig lacks its namespace")
+	if v := get(docs[1], "spec", "template", "metadata", "annotations", injector.KubeconfigAnnotation); v != nil {
+		t.Errorf("Deployment's template got the %s annotation, which no longer feeds anything: %v", injector.KubeconfigAnnotation, v)
 	}
 	report := get(docs[2], "spec", "jobTemplate", "spec", "template", "spec")
 	if sidecar(report) != injector.SidecarName || get(report, "initContainers", 0, "args", 2) != "--read-only" {
@@ -92,9 +92,8 @@ func TestInjectWorkloads(t *testing.T) {
 	if get(docs[3], "spec", "template", "spec", "initContainers") != nil {
 		t.Error("StatefulSet that did not opt in was injected")
 	}
-	if sidecar(get(docs[4], "spec")) != injector.SidecarName ||
-		!strings.Contains(get(docs[4], "metadata", "annotations", injector.KubeconfigAnnotation).(string), "namespace: default") {
-		t.Errorf("Pod not injected with --namespace's namespace: %v", docs[4])
+	if sidecar(get(docs[4], "spec")) != injector.SidecarName {
+		t.Errorf("Pod not injected: %v", docs[4])
 	}
 
 	// Injecting the output again changes nothing.
@@ -292,5 +291,23 @@ func TestMisplacedAnnotationsWarnAsThePolicy(t *testing.T) {
 		"where they have no effect; put them in spec.jobTemplate.spec.template.metadata.annotations"}
 	if diff := cmp.Diff(want, warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+// TestNamespaceOfUnnamedDocuments: --namespace no longer feeds any injected content, but it
+// still decides: a document that names no namespace is left alone when --namespace is one
+// that is never injected.
+func TestNamespaceOfUnnamedDocuments(t *testing.T) {
+	in := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {apiaccess.io/inject: \"true\"}\nspec:\n  containers:\n  - {name: app, image: app:1}\n"
+	for ns, injected := range map[string]bool{"default": true, "kube-system": false} {
+		opts := newOptions(t)
+		opts.Namespace = ns
+		var out bytes.Buffer
+		if _, err := Inject(strings.NewReader(in), &out, opts); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out.String(), injector.SidecarName); got != injected {
+			t.Errorf("--namespace %s: injected = %v, want %v:\n%s", ns, got, injected, out.String())
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,7 +86,9 @@ func (r *Running) exitErr() error {
 // WaitStarted runs the container's startupProbe as the kubelet does (initial delay, period,
 // timeout, failure threshold), against 127.0.0.1, and returns once it passes: the kubelet
 // starts the next container only then. A container without a startupProbe counts as
-// started at once. Only httpGet and tcpSocket probes are supported.
+// started at once. httpGet, tcpSocket and exec probes are supported; an exec probe runs its
+// command with the container's environment (ProcessOptions.Programs stand in for the image's
+// programs).
 func (k *Kubelet) WaitStarted(ctx context.Context, r *Running) error {
 	c, err := k.container(r.Process.Container)
 	if err != nil {
@@ -98,7 +101,7 @@ func (k *Kubelet) WaitStarted(ctx context.Context, r *Running) error {
 	period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
 	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
 	threshold := max(p.FailureThreshold, 1)
-	check, err := probeCheck(c, p, timeout)
+	check, err := probeCheck(c, p, timeout, r.Process)
 	if err != nil {
 		return fmt.Errorf("materialize: container %q: %w", c.Name, err)
 	}
@@ -121,8 +124,26 @@ func (k *Kubelet) WaitStarted(ctx context.Context, r *Running) error {
 }
 
 // probeCheck returns one try of a probe.
-func probeCheck(c *corev1.Container, p *corev1.Probe, timeout time.Duration) (func(context.Context) error, error) {
+func probeCheck(c *corev1.Container, p *corev1.Probe, timeout time.Duration, proc *Process) (func(context.Context) error, error) {
 	switch {
+	case p.Exec != nil:
+		argv := slices.Clone(p.Exec.Command)
+		if len(argv) == 0 {
+			return nil, errors.New("exec probe with no command")
+		}
+		if prog, ok := proc.programs[argv[0]]; ok {
+			argv[0] = prog
+		}
+		return func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.Env, cmd.Dir = proc.Env, proc.Dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("exec %q: %w: %s", p.Exec.Command, err, bytes.TrimSpace(out))
+			}
+			return nil
+		}, nil
 	case p.HTTPGet != nil:
 		g := p.HTTPGet
 		port, err := probePort(c, g.Port)
@@ -178,7 +199,7 @@ func probeCheck(c *corev1.Container, p *corev1.Probe, timeout time.Duration) (fu
 			return conn.Close()
 		}, nil
 	}
-	return nil, errors.New("only httpGet and tcpSocket startup probes are supported")
+	return nil, errors.New("only httpGet, tcpSocket and exec startup probes are supported")
 }
 
 // probePort resolves a probe's port, a number or the name of one of the container's ports.

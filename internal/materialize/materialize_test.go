@@ -15,10 +15,14 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -34,11 +38,18 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestInjectedPodListsPods creates an opted-in pod through the webhook, materialises what the
-// API server stored, runs the api-proxy sidecar from its spec and an app with the app
-// container's environment, and checks that the app lists pods through the sidecar three
-// ways while holding no credential itself.
-func TestInjectedPodListsPods(t *testing.T) {
+// envFor starts envtest's API server with the webhook serving inj, and a namespace whose
+// default ServiceAccount may list pods. It builds api-proxy meanwhile.
+type envFor struct {
+	cfg     *rest.Config
+	admin   *kubernetes.Clientset
+	ns      string
+	proxy   string // the api-proxy binary
+	kubectl string
+}
+
+func startEnv(t *testing.T, inj *injector.Injector) *envFor {
+	t.Helper()
 	ctx := t.Context()
 	ctrl.SetLogger(logr.Discard())
 
@@ -47,12 +58,6 @@ func TestInjectedPodListsPods(t *testing.T) {
 	built := make(chan error, 1)
 	go func() { built <- buildProxy(binDir) }()
 
-	healthPort, proxyPort := freePort(t), freePort(t)
-	inj, err := injector.New(injector.Config{Version: "materialize",
-		Sidecar: injector.SidecarConfig{Image: "registry.example.com/api-proxy:test", HealthPort: int32(healthPort)}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	env, err := testenv.New()
 	if err != nil {
 		t.Fatal(err) // names the command that provisions the binaries
@@ -76,12 +81,89 @@ func TestInjectedPodListsPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	ns := podReaderNamespace(t, admin)
 	if err := EnsureRootCA(ctx, admin, ns, cfg.CAData); err != nil {
 		t.Fatal(err)
 	}
-	created, err := admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+	if err := <-built; err != nil {
+		t.Fatal(err)
+	}
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &envFor{cfg: cfg, admin: admin, ns: ns, proxy: filepath.Join(binDir, "api-proxy"), kubectl: filepath.Join(assets, "kubectl")}
+}
+
+// patchAsAttacker rewrites the pod's annotations and labels as someone allowed only to patch
+// the pod would: an apiaccess.io/kubeconfig with another server and an exec plugin (what an
+// earlier version's downward-API kubeconfig file would then have shown the app), and the
+// status annotation. It returns the pod as stored afterwards.
+func patchAsAttacker(t *testing.T, e *envFor, name, marker string) *corev1.Pod {
+	t.Helper()
+	evil := "apiVersion: v1\nkind: Config\nclusters:\n- name: evil\n  cluster: {server: 'https://attacker.example.com'}\n" +
+		"users:\n- name: evil\n  user:\n    exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: ['-c', 'touch " + marker + "']}\n" +
+		"contexts:\n- name: evil\n  context: {cluster: evil, user: evil, namespace: kube-system}\ncurrent-context: evil\n"
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"annotations": map[string]string{injector.KubeconfigAnnotation: evil, "team.example.com/note": "patched"},
+		"labels":      map[string]string{"patched": "true"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := e.admin.CoreV1().Pods(e.ns).Patch(t.Context(), name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		t.Fatalf("patching the pod's annotations: %v", err)
+	}
+	if pod.Annotations[injector.KubeconfigAnnotation] != evil {
+		t.Fatalf("the API server did not store the patched %s annotation", injector.KubeconfigAnnotation)
+	}
+	return pod
+}
+
+// checkKubeconfigFile loads the kubeconfig the app loaded, as client-go does, and checks that
+// it is the sidecar's: the local proxy, the pod's namespace, no credential, no exec plugin.
+func checkKubeconfigFile(t *testing.T, path, wantServer, wantNS string) {
+	t.Helper()
+	kc, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatalf("loading the app's kubeconfig: %v", err)
+	}
+	ctx := kc.Contexts[kc.CurrentContext]
+	if ctx == nil || kc.Clusters[ctx.Cluster] == nil || kc.AuthInfos[ctx.AuthInfo] == nil {
+		t.Fatalf("the app's kubeconfig has no complete current context: %+v", kc)
+	}
+	got := []string{kc.Clusters[ctx.Cluster].Server, ctx.Namespace}
+	if diff := cmp.Diff([]string{wantServer, wantNS}, got); diff != "" {
+		t.Errorf("the app's kubeconfig: server, namespace (-want +got):\n%s", diff)
+	}
+	for name, u := range kc.AuthInfos {
+		if u.Exec != nil || u.AuthProvider != nil || u.Token != "" || u.TokenFile != "" {
+			t.Errorf("the app's kubeconfig user %q carries credentials or a plugin: %+v", name, u)
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("kubeconfig file mode %v, %v; want 0644, readable by app containers of any user", fi.Mode().Perm(), err)
+	}
+}
+
+// TestInjectedPodListsPods creates an opted-in pod through the webhook, patches its
+// annotations as someone with patch rights on the pod would, materialises what the API
+// server stored, runs the api-proxy sidecar from its spec and an app with the app container's
+// environment, and checks that the app lists pods through the sidecar three ways while
+// holding no credential itself, and that the patch reached nothing the app loads.
+func TestInjectedPodListsPods(t *testing.T) {
+	ctx := t.Context()
+	healthPort, proxyPort := freePort(t), freePort(t)
+	inj, err := injector.New(injector.Config{Version: "materialize",
+		Sidecar: injector.SidecarConfig{Image: "registry.example.com/api-proxy:test", HealthPort: int32(healthPort)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, inj)
+	cfg, ns := e.cfg, e.ns
+	created, err := e.admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
 			injector.InjectAnnotation:       "true",
 			injector.ProxyPortAnnotation:    strconv.Itoa(proxyPort),
@@ -97,31 +179,36 @@ func TestInjectedPodListsPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod, err := admin.CoreV1().Pods(ns).Get(ctx, created.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pod.Spec.InitContainers) == 0 || pod.Spec.InitContainers[0].Name != injector.SidecarName {
+	if len(created.Spec.InitContainers) == 0 || created.Spec.InitContainers[0].Name != injector.SidecarName {
 		t.Fatalf("the stored pod has no %s sidecar: the webhook did not inject it", injector.SidecarName)
 	}
-
-	if err := <-built; err != nil {
-		t.Fatal(err)
-	}
-	assets, err := testenv.AssetsDir()
-	if err != nil {
-		t.Fatal(err)
+	if v, ok := created.Annotations[injector.KubeconfigAnnotation]; ok {
+		t.Errorf("the injector wrote the %s annotation: %q", injector.KubeconfigAnnotation, v)
 	}
 	root := t.TempDir()
+	marker := filepath.Join(root, "exec-plugin-ran")
+	pod := patchAsAttacker(t, e, created.Name, marker)
+
 	res, err := Run(ctx, Options{
 		Config: cfg, Pod: pod, Root: root,
-		ProxyBinary: filepath.Join(binDir, "api-proxy"),
+		ProxyBinary: e.proxy,
 		App:         []string{os.Args[0]},
-		Kubectl:     filepath.Join(assets, "kubectl"),
+		Kubectl:     e.kubectl,
 	})
 	if err != nil {
 		t.Fatalf("materialising the pod: %v", err)
 	}
+
+	t.Run("the patch reaches nothing the app loads", func(t *testing.T) {
+		kubeconfig, _ := res.App.Getenv(injector.KubeconfigEnvVar)
+		checkKubeconfigFile(t, kubeconfig, "http://127.0.0.1:"+strconv.Itoa(proxyPort), ns)
+		if _, err := os.Stat(marker); !os.IsNotExist(err) {
+			t.Errorf("the exec plugin of the patched annotation ran in the app: %v", err)
+		}
+		if !strings.Contains(res.SidecarLog, "wrote the app containers' kubeconfig") {
+			t.Errorf("the sidecar did not log writing the kubeconfig:\n%s", res.SidecarLog)
+		}
+	})
 
 	t.Run("lists pods through the sidecar", func(t *testing.T) {
 		if res.Report.Namespace != ns {
@@ -220,9 +307,9 @@ func TestInjectedPodListsPods(t *testing.T) {
 		if err != nil || fi.Mode().Perm() != 0o644 {
 			t.Errorf("token file mode %v, %v; want the volume's defaultMode 0644", fi.Mode().Perm(), err)
 		}
-		kc, err := os.ReadFile(filepath.Join(root, "volumes", injector.KubeconfigVolumeName, injector.KubeconfigFileName))
-		if err != nil || string(kc) != pod.Annotations[injector.KubeconfigAnnotation] {
-			t.Errorf("kubeconfig file %q, %v; want the pod's %s annotation", kc, err, injector.KubeconfigAnnotation)
+		fi, err = os.Stat(filepath.Join(root, "volumes", injector.KubeconfigVolumeName))
+		if err != nil || fi.Mode().Perm() != 0o777 {
+			t.Errorf("emptyDir %s mode %v, %v; want 0777, as the kubelet creates it", injector.KubeconfigVolumeName, fi.Mode().Perm(), err)
 		}
 	})
 }
@@ -292,4 +379,68 @@ func freePort(t *testing.T) int {
 	_, port, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(port)
 	return n
+}
+
+// TestKubectlModeListsPods materialises a pod injected in sidecar.mode kubectl: `kubectl
+// proxy` as the sidecar (envtest's kubectl standing in for the kubectl image, with the
+// in-cluster configuration it would read from the projected token volume, and its exec
+// startup probe), then the init container that runs `api-proxy write-kubeconfig`, then the
+// app, which lists pods through the kubeconfig that init container wrote, with client-go and
+// with kubectl. The pod's annotations are patched first, as in TestInjectedPodListsPods.
+func TestKubectlModeListsPods(t *testing.T) {
+	ctx := t.Context()
+	proxyPort := freePort(t)
+	inj, err := injector.New(injector.Config{Version: "materialize", Sidecar: injector.SidecarConfig{
+		Mode: injector.SidecarKubectl, Image: "registry.k8s.io/kubectl:v1.37.2", InitImage: "registry.example.com/api-proxy:test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, inj)
+	created, err := e.admin.CoreV1().Pods(e.ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "tool", Annotations: map[string]string{
+			injector.InjectAnnotation:    "true",
+			injector.ProxyPortAnnotation: strconv.Itoa(proxyPort),
+		}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "tool", Image: "registry.example.com/tool:1"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(created.Spec.InitContainers); n < 2 || created.Spec.InitContainers[1].Name != injector.KubeconfigInitName {
+		t.Fatalf("the stored pod has no %s init container after the sidecar", injector.KubeconfigInitName)
+	}
+	root := t.TempDir()
+	marker := filepath.Join(root, "exec-plugin-ran")
+	pod := patchAsAttacker(t, e, created.Name, marker)
+
+	res, err := Run(ctx, Options{
+		Config: e.cfg, Pod: pod, Root: root,
+		ProxyBinary:    e.proxy,
+		KubectlSidecar: true,
+		App:            []string{os.Args[0]},
+		Kubectl:        e.kubectl,
+	})
+	if err != nil {
+		t.Fatalf("materialising the pod: %v\nsidecar log:\n%s", err, res.SidecarLog)
+	}
+	if res.Sidecar.Argv[0] != e.kubectl || res.Sidecar.Argv[1] != "proxy" {
+		t.Errorf("the sidecar ran %q, want kubectl proxy", res.Sidecar.Argv)
+	}
+	if res.KubeconfigInit == nil || res.KubeconfigInit.Argv[1] != "write-kubeconfig" {
+		t.Fatalf("the kubeconfig init container did not run api-proxy write-kubeconfig: %+v", res.KubeconfigInit)
+	}
+	for way, names := range map[string][]string{
+		"client-go through KUBECONFIG": res.Report.ClientGo,
+		"HTTP through KUBE_API_URL":    res.Report.HTTP,
+		"kubectl get pods":             res.Kubectl,
+	} {
+		if !slices.Contains(names, pod.Name) {
+			t.Errorf("%s listed %q, want the pod %q among them", way, names, pod.Name)
+		}
+	}
+	kubeconfig, _ := res.App.Getenv(injector.KubeconfigEnvVar)
+	checkKubeconfigFile(t, kubeconfig, "http://127.0.0.1:"+strconv.Itoa(proxyPort), e.ns)
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("the exec plugin of the patched annotation ran in the app: %v", err)
+	}
 }

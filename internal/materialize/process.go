@@ -3,6 +3,7 @@ package materialize
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // defaultPath is what container runtimes set as PATH when the image sets none.
@@ -25,6 +28,9 @@ type Process struct {
 	Env []string
 	// Dir is the working directory.
 	Dir string
+
+	// programs maps the names of programs in the image to local binaries (exec probes).
+	programs map[string]string
 }
 
 // Getenv returns the value of an environment variable of the process.
@@ -49,7 +55,19 @@ type ProcessOptions struct {
 	// default. When the container mounts a volume over that path and its args do not set the
 	// flag, --flag=<remapped path> is appended, since the default path does not exist here.
 	ImplicitPathFlags map[string]string
+	// Programs maps the name of a program in the image, as a container's command or an exec
+	// probe names it (kubectl), to a local binary run in its place.
+	Programs map[string]string
+	// InClusterConfig stands in for client-go's in-cluster configuration, which reads the
+	// service-account files at a fixed path that no flag moves (kubectl proxy in the kubectl
+	// image does): KUBECONFIG is set to a file naming what it would read there, the API
+	// server of KUBERNETES_SERVICE_HOST/PORT with the token file and CA of the container's
+	// remapped service-account mount.
+	InClusterConfig bool
 }
+
+// inClusterDir is where client-go's in-cluster configuration reads token, ca.crt and namespace.
+const inClusterDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 // Process builds the process of a container: argv with $(VAR) references expanded, the
 // environment the kubelet would give it, and every path under a volumeMount remapped to the
@@ -70,6 +88,9 @@ func (k *Kubelet) Process(ctx context.Context, container string, o ProcessOption
 		argv = slices.Clone(o.Argv)
 	case len(c.Command) > 0:
 		argv = expandAll(slices.Concat(c.Command, c.Args), lookup)
+		if prog, ok := o.Programs[argv[0]]; ok {
+			argv[0] = prog
+		}
 	case len(o.Entrypoint) > 0:
 		argv = slices.Concat(o.Entrypoint, expandAll(c.Args, lookup))
 	default:
@@ -100,13 +121,47 @@ func (k *Kubelet) Process(ctx context.Context, container string, o ProcessOption
 	for _, e := range env {
 		out = append(out, e.Name+"="+rm.arg(e.Value))
 	}
+	if o.InClusterConfig {
+		path, err := k.inClusterKubeconfig(home, rm)
+		if err != nil {
+			return nil, fmt.Errorf("materialize: container %q: %w", container, err)
+		}
+		out = append(out, "KUBECONFIG="+path)
+	}
 	dir := home
 	if c.WorkingDir != "" {
 		if p, ok := rm.path(c.WorkingDir); ok {
 			dir = p
 		}
 	}
-	return &Process{Container: container, Argv: argv, Env: out, Dir: dir}, nil
+	return &Process{Container: container, Argv: argv, Env: out, Dir: dir, programs: o.Programs}, nil
+}
+
+// inClusterKubeconfig writes into home a kubeconfig equivalent to what rest.InClusterConfig
+// builds from the container's service-account mount, and returns its path.
+func (k *Kubelet) inClusterKubeconfig(home string, rm remapper) (string, error) {
+	dir, ok := rm.path(inClusterDir)
+	if !ok {
+		return "", fmt.Errorf("in-cluster config: the container mounts nothing at %s", inClusterDir)
+	}
+	ns, err := os.ReadFile(filepath.Join(dir, "namespace"))
+	if err != nil {
+		return "", fmt.Errorf("in-cluster config: %w", err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["in-cluster"] = &clientcmdapi.Cluster{
+		Server:               "https://" + net.JoinHostPort(k.serviceHost, k.servicePort),
+		CertificateAuthority: filepath.Join(dir, "ca.crt"),
+	}
+	// A token file, as rest.InClusterConfig uses, so that rotated tokens are re-read.
+	cfg.AuthInfos["in-cluster"] = &clientcmdapi.AuthInfo{TokenFile: filepath.Join(dir, "token")}
+	cfg.Contexts["in-cluster"] = &clientcmdapi.Context{Cluster: "in-cluster", AuthInfo: "in-cluster", Namespace: string(ns)}
+	cfg.CurrentContext = "in-cluster"
+	path := filepath.Join(home, "in-cluster.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return "", fmt.Errorf("in-cluster config: %w", err)
+	}
+	return path, nil
 }
 
 // env builds a container's environment as the kubelet's makeEnvironmentVariables does: the

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,8 +34,13 @@ type Options struct {
 	Pod *corev1.Pod
 	// Root is an absolute directory for the volumes and home directories; it should be empty.
 	Root string
-	// ProxyBinary is a locally built api-proxy, run in place of the sidecar image's entrypoint.
+	// ProxyBinary is a locally built api-proxy, run in place of the entrypoint of the
+	// sidecar's image and of the kubeconfig init container's (injector.KubeconfigInitName).
 	ProxyBinary string
+	// KubectlSidecar says that the sidecar runs `kubectl proxy` (the injector's sidecar.mode
+	// kubectl): Kubectl then stands in for its image, with the in-cluster configuration it
+	// would read (see ProcessOptions.InClusterConfig), and is required.
+	KubectlSidecar bool
 	// App is the argv of the app run with the app container's environment: a program whose
 	// main calls AppMain when IsApp reports true, typically the caller's own executable.
 	App []string
@@ -51,8 +57,10 @@ type Options struct {
 type Result struct {
 	// Volumes are the directories written, one per volume.
 	Volumes []string
-	// Sidecar is the api-proxy process that ran.
+	// Sidecar is the sidecar's process that ran (api-proxy, or kubectl proxy).
 	Sidecar *Process
+	// KubeconfigInit is the kubeconfig init container's process, when the pod has one.
+	KubeconfigInit *Process
 	// App is the app's process: its environment is the app container's, with nothing added
 	// but the marker that makes the caller's executable act as the app.
 	App *Process
@@ -64,14 +72,19 @@ type Result struct {
 	SidecarLog string
 }
 
-// Run materialises a pod: it writes the volumes of the sidecar and the app container, starts
-// the api-proxy sidecar and waits for its startupProbe, runs the app (and kubectl) with the
-// app container's environment, then stops the sidecar with SIGTERM. It returns an error if
-// any step fails, any way of listing pods fails, or the sidecar does not exit cleanly; the
-// Result then holds what was done up to that point.
+// Run materialises a pod: it writes the volumes of the sidecar, the kubeconfig init container
+// (if any) and the app container, starts the sidecar and waits for its startupProbe, runs the
+// kubeconfig init container to completion, runs the app (and kubectl) with the app
+// container's environment, then stops the sidecar with SIGTERM. The user's own init
+// containers are not run: their images cannot run here. It returns an error if any step
+// fails, any way of listing pods fails, or the sidecar does not exit cleanly; the Result then
+// holds what was done up to that point.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.ProxyBinary == "" || len(o.App) == 0 {
 		return nil, errors.New("materialize: Options.ProxyBinary and Options.App are required")
+	}
+	if o.KubectlSidecar && o.Kubectl == "" {
+		return nil, errors.New("materialize: Options.Kubectl is required with KubectlSidecar")
 	}
 	k, err := New(o.Config, o.Pod, o.Root)
 	if err != nil {
@@ -84,11 +97,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		app = o.Pod.Spec.Containers[0].Name
 	}
+	run := []string{injector.SidecarName, app}
+	_, err = k.container(injector.KubeconfigInitName)
+	hasInit := err == nil
+	if hasInit {
+		run = append(run, injector.KubeconfigInitName)
+	}
 	res := &Result{}
-	if res.Volumes, err = k.WriteVolumes(ctx, injector.SidecarName, app); err != nil {
+	if res.Volumes, err = k.WriteVolumes(ctx, run...); err != nil {
 		return res, err
 	}
-	if res.Sidecar, err = k.Process(ctx, injector.SidecarName, SidecarOptions(o.ProxyBinary)); err != nil {
+	sidecarOpts := SidecarOptions(o.ProxyBinary)
+	if o.KubectlSidecar {
+		sidecarOpts = KubectlSidecarOptions(o.Kubectl)
+	}
+	if res.Sidecar, err = k.Process(ctx, injector.SidecarName, sidecarOpts); err != nil {
 		return res, err
 	}
 	sidecar, err := k.Start(res.Sidecar, o.SidecarLogs)
@@ -96,10 +119,27 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, err
 	}
 	errs := []error{k.WaitStarted(ctx, sidecar)}
-	if errs[0] == nil {
+	if errs[0] == nil && hasInit {
+		// As the kubelet: the init container after the sidecar runs to completion before the
+		// app containers start.
+		if res.KubeconfigInit, err = k.Process(ctx, injector.KubeconfigInitName, ProcessOptions{Entrypoint: []string{o.ProxyBinary}}); err == nil {
+			var out []byte
+			if out, err = execute(ctx, res.KubeconfigInit); err != nil {
+				err = fmt.Errorf("materialize: init container %s: %w:\n%s", injector.KubeconfigInitName, err, out)
+			}
+		}
+		errs = append(errs, err)
+	}
+	if errors.Join(errs...) == nil {
 		errs = append(errs, runApp(ctx, k, app, o, res))
 	}
-	errs = append(errs, sidecar.Stop(k.grace()))
+	stopErr := sidecar.Stop(k.grace())
+	if o.KubectlSidecar && diedOf(stopErr, syscall.SIGTERM) {
+		// kubectl proxy does not handle SIGTERM and dies of it; the kubelet counts that as
+		// stopped (exit code 143), not as a failure of the pod.
+		stopErr = nil
+	}
+	errs = append(errs, stopErr)
 	res.SidecarLog = sidecar.Log()
 	return res, errors.Join(errs...)
 }
@@ -111,6 +151,12 @@ func SidecarOptions(path string) ProcessOptions {
 		Entrypoint:        []string{path},
 		ImplicitPathFlags: map[string]string{"serviceaccount-dir": proxy.DefaultServiceAccountDir},
 	}
+}
+
+// KubectlSidecarOptions run the kubectl binary at path in place of the kubectl image, for
+// the sidecar and its exec probe, with the in-cluster configuration it would read.
+func KubectlSidecarOptions(path string) ProcessOptions {
+	return ProcessOptions{Entrypoint: []string{path}, Programs: map[string]string{"kubectl": path}, InClusterConfig: true}
 }
 
 func runApp(ctx context.Context, k *Kubelet, container string, o Options, res *Result) error {
@@ -161,6 +207,16 @@ func execute(ctx context.Context, p *Process, extraEnv ...string) ([]byte, error
 		return append(stdout.Bytes(), stderr.Bytes()...), fmt.Errorf("%s: %w", p.Argv[0], err)
 	}
 	return stdout.Bytes(), nil
+}
+
+// diedOf reports whether err says that a process was killed by sig.
+func diedOf(err error, sig syscall.Signal) bool {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return false
+	}
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
 }
 
 // grace is the pod's termination grace period, bounded for tests and demos.

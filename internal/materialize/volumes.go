@@ -23,7 +23,9 @@ type file struct {
 
 // WriteVolumes writes, each under VolumeDir(name), the volumes that the named containers
 // mount (all init and regular containers when none is named), and returns the directories
-// it wrote. A directory is replaced as a whole, so a second call gives fresh tokens.
+// it wrote. A directory is replaced as a whole, so a second call gives fresh tokens; an
+// emptyDir is created once and then kept, since it lives as long as the pod and its
+// containers share what they write there.
 func (k *Kubelet) WriteVolumes(ctx context.Context, containers ...string) ([]string, error) {
 	if len(containers) == 0 {
 		for _, c := range slices.Concat(k.Pod.Spec.InitContainers, k.Pod.Spec.Containers) {
@@ -46,11 +48,18 @@ func (k *Kubelet) WriteVolumes(ctx context.Context, containers ...string) ([]str
 			continue
 		}
 		delete(needed, v.Name)
+		dir := k.VolumeDir(v.Name)
+		if v.EmptyDir != nil {
+			if err := emptyDir(dir, v.EmptyDir); err != nil {
+				return dirs, fmt.Errorf("materialize: volume %q: %w", v.Name, err)
+			}
+			dirs = append(dirs, dir)
+			continue
+		}
 		files, err := k.volumeFiles(ctx, v)
 		if err != nil {
 			return dirs, fmt.Errorf("materialize: volume %q: %w", v.Name, err)
 		}
-		dir := k.VolumeDir(v.Name)
 		if err := writeDir(dir, files); err != nil {
 			return dirs, fmt.Errorf("materialize: volume %q: %w", v.Name, err)
 		}
@@ -65,8 +74,6 @@ func (k *Kubelet) WriteVolumes(ctx context.Context, containers ...string) ([]str
 // volumeFiles returns the content of a volume, as the kubelet's volume plugins would write it.
 func (k *Kubelet) volumeFiles(ctx context.Context, v corev1.Volume) ([]file, error) {
 	switch s := v.VolumeSource; {
-	case s.EmptyDir != nil:
-		return nil, nil
 	case s.Projected != nil:
 		mode := modeOr(s.Projected.DefaultMode, corev1.ProjectedVolumeSourceDefaultMode)
 		var files []file
@@ -196,6 +203,24 @@ func modeOr(m *int32, def int32) os.FileMode {
 		return os.FileMode(*m) & os.ModePerm
 	}
 	return os.FileMode(def) & os.ModePerm
+}
+
+// emptyDir creates the directory of an emptyDir volume unless it exists: a plain directory
+// stands in for both media, the node's disk ("") and tmpfs ("Memory"), as both are shared by
+// the pod's containers alike. World-writable, as the kubelet makes it, so that containers of
+// any user can write. Its sizeLimit is not enforced.
+func emptyDir(dir string, v *corev1.EmptyDirVolumeSource) error {
+	if v.Medium != corev1.StorageMediumDefault && v.Medium != corev1.StorageMediumMemory {
+		return fmt.Errorf("emptyDir medium %q: only the default and Memory are supported", v.Medium)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	// MkdirAll's mode is filtered by the umask; the kubelet's is not.
+	return os.Chmod(dir, 0o777)
 }
 
 // writeDir replaces dir with the files.

@@ -37,6 +37,9 @@ func TestRenderedConfigLoads(t *testing.T) {
 			if got.Sidecar.Mode != tt.mode || !strings.Contains(got.Sidecar.Image, tt.image) {
 				t.Errorf("sidecar mode %q image %q; want mode %q, image containing %q", got.Sidecar.Mode, got.Sidecar.Image, tt.mode, tt.image)
 			}
+			if !strings.Contains(got.Sidecar.InitImage, "api-proxy:") {
+				t.Errorf("sidecar.initImage %q, want the api-proxy image (the kubeconfig init container of kubectl mode)", got.Sidecar.InitImage)
+			}
 			for _, ns := range []string{"kube-system", "kube-node-lease", releaseNamespace} {
 				if !slices.Contains(got.ExcludedNamespaces, ns) && !slices.Contains(injector.AlwaysExcludedNamespaces, ns) {
 					t.Errorf("namespace %s is not excluded: %v", ns, got.ExcludedNamespaces)
