@@ -50,7 +50,7 @@ func Kubeconfig(server, namespace string) ([]byte, error) {
 	// A JSON string is a valid YAML double-quoted scalar, so quoting cannot go wrong.
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 	return []byte(`# Written by api-proxy when it started. Its only cluster is the api-proxy sidecar on this
-# pod's loopback, which adds the pod's credentials; nothing in the pod's spec or metadata feeds it.
+# pod's loopback, which adds the pod's credentials. Nothing that can change after admission feeds it.
 apiVersion: v1
 kind: Config
 clusters:

@@ -1,6 +1,9 @@
 package materialize
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -139,5 +142,37 @@ func TestEnvOrder(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("env (-want +got):\n%s", d)
+	}
+}
+
+// TestEmptyDir: an emptyDir is created once, world-writable as the kubelet makes it, and
+// kept across WriteVolumes calls (it lives as long as the pod), unlike the volumes that are
+// rewritten; a medium this package cannot stand in for is refused.
+func TestEmptyDir(t *testing.T) {
+	mem := corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}
+	k := &Kubelet{Root: t.TempDir(), Pod: &corev1.Pod{Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "app", VolumeMounts: []corev1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}}}},
+		Volumes:    []corev1.Volume{mem},
+	}}}
+	if _, err := k.WriteVolumes(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	dir := k.VolumeDir("scratch")
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o777 {
+		t.Fatalf("emptyDir mode %v, %v; want 0777", fi.Mode().Perm(), err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.WriteVolumes(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kubeconfig")); err != nil {
+		t.Errorf("a second WriteVolumes emptied the emptyDir: %v", err)
+	}
+	k.Pod.Spec.Volumes[0].EmptyDir.Medium = corev1.StorageMediumHugePages
+	if _, err := k.WriteVolumes(t.Context()); err == nil || !strings.Contains(err.Error(), `emptyDir medium "HugePages"`) {
+		t.Errorf("WriteVolumes with medium HugePages: %v, want a refusal naming it", err)
 	}
 }
