@@ -36,8 +36,9 @@ const (
 	// volume projected into the app containers. That file stayed live: whoever could patch
 	// the pod could rewrite what kubectl and client-go load in the app (another server, a
 	// users[].exec plugin they would run). The injector no longer writes it and removes it
-	// from a pod it injects (one copied from an older pod, say); policies refuse UPDATEs that
-	// change it on pods admitted by those versions.
+	// from a pod it injects (one copied from an older pod, say); it is not an unknown key,
+	// since pods injected by those versions still carry it; policies refuse UPDATEs that
+	// change it on them.
 	KubeconfigAnnotation = "apiaccess.io/kubeconfig"
 )
 
@@ -121,7 +122,4 @@ const (
 	// AnnotationPrefix starts every pod annotation key of the injector. A key under it that
 	// is neither one users set nor one the injector writes is refused as a likely typo.
 	AnnotationPrefix = "apiaccess.io/"
-	// legacyKubeconfigAnnotation is where versions before the kubeconfig volume held the
-	// kubeconfig; pods injected by them still carry it, so it is not an unknown key.
-	legacyKubeconfigAnnotation = "apiaccess.io/kubeconfig"
 )

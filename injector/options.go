@@ -34,7 +34,7 @@ var userAnnotations = []string{
 // writtenAnnotations are the keys under AnnotationPrefix that the injector itself writes, now
 // or in an earlier version: a pod carrying them (a re-applied injected manifest) is not
 // refused for them.
-var writtenAnnotations = []string{StatusAnnotation, legacyKubeconfigAnnotation}
+var writtenAnnotations = []string{StatusAnnotation, KubeconfigAnnotation}
 
 // UserAnnotations returns the pod annotation keys users set, in the order of the contract.
 func UserAnnotations() []string { return slices.Clone(userAnnotations) }
