@@ -26,11 +26,11 @@ const pooledBodyCap = 64 << 10
 // service's or node's own HTTP answer, which may be server-sent events or anything else) and
 // exec, attach and portforward.
 func mayStream(urlPath string) bool {
-	verb, sub := parseAPIPath(urlPath)
-	if verb == "proxy" {
+	p := parseAPIPath(urlPath)
+	if p.verb == "proxy" {
 		return true
 	}
-	switch sub {
+	switch p.subresource {
 	case "proxy", "exec", "attach", "portforward":
 		return true
 	}

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -57,7 +59,10 @@ func (f *filter) check(method, path, host string, header http.Header) string {
 			return "path matches no --accept-paths pattern"
 		}
 		if !f.hostAccepted(host) {
-			return "host " + quote(hostWithoutPort(host)) + " matches no --accept-hosts pattern"
+			if h, ok := splitHostHeader(host); ok {
+				return "host " + quote(h) + " matches no --accept-hosts pattern"
+			}
+			return "Host " + quote(host) + " is not a valid host[:port], so no --accept-hosts pattern can accept it"
 		}
 	}
 	if f.readOnly {
@@ -66,15 +71,21 @@ func (f *filter) check(method, path, host string, header http.Header) string {
 	return ""
 }
 
-// hostAccepted matches the Host header without its port against --accept-hosts.
+// hostAccepted matches the Host header against --accept-hosts: the whole host, without a
+// port, an IPv6 literal with its brackets. A Host that is not a well-formed host[:port] is
+// never accepted, so that nothing after a valid prefix ("[::1].evil.example.com",
+// "localhost:8001@evil.example.com") can ride on it.
 //
 // kubectl proxy strips the port with net.SplitHostPort, which also strips an IPv6 address's
 // brackets, so its own default ^\[::1\]$ never matches [::1]:8001, and a Host without a port
-// becomes "" (https://github.com/kubernetes/kubernetes/issues/77496). Here an IPv6 literal
-// keeps its brackets, as in the URL the client used; for patterns written against kubectl's
-// behaviour the bare address is tried as well (it names the same host).
+// is matched whole (https://github.com/kubernetes/kubernetes/issues/77496). Here an IPv6
+// literal keeps its brackets, as in the URL the client used; for patterns written against
+// kubectl's behaviour the bare address is tried as well (it names the same host).
 func (f *filter) hostAccepted(host string) bool {
-	h := hostWithoutPort(host)
+	h, ok := splitHostHeader(host)
+	if !ok {
+		return false
+	}
 	if firstMatch(f.acceptHosts, h) != nil {
 		return true
 	}
@@ -84,20 +95,59 @@ func (f *filter) hostAccepted(host string) bool {
 	return false
 }
 
-// hostWithoutPort strips the port from a Host header, keeping an IPv6 literal's brackets.
-func hostWithoutPort(host string) string {
-	if strings.HasPrefix(host, "[") {
-		if i := strings.IndexByte(host, ']'); i > 0 {
-			return host[:i+1]
+// splitHostHeader returns the host of a Host header value without its port, and whether the
+// value is a well-formed uri-host [ ":" port ] (RFC 9110 section 7.2, RFC 3986 section 3.2.2):
+// an IPv6 address in brackets, or a name or IPv4 address (unreserved, percent-encoded and
+// sub-delimiter characters, no colon), then nothing, or a colon and a port of 0 to 65535 (the
+// digits may be absent, as RFC 3986 allows). An empty value is well-formed and yields "": an
+// HTTP/1.0 request may come without a Host, and the patterns decide, as in kubectl proxy.
+func splitHostHeader(v string) (host string, ok bool) {
+	host, port := v, ""
+	if strings.HasPrefix(v, "[") {
+		end := strings.IndexByte(v, ']')
+		if end < 0 {
+			return "", false
 		}
-		return host
+		host, port = v[:end+1], v[end+1:]
+		if a, err := netip.ParseAddr(host[1:end]); err != nil || !a.Is6() {
+			return "", false
+		}
+	} else {
+		if i := strings.IndexByte(v, ':'); i >= 0 {
+			host, port = v[:i], v[i:]
+		}
+		if host == "" && port != "" {
+			return "", false
+		}
+		for i := 0; i < len(host); i++ {
+			if !regNameByte(host[i]) {
+				return "", false
+			}
+		}
 	}
-	// A host name or IPv4 address holds no colon; more than one colon is an IPv6 address
-	// without brackets, which is not a valid Host, and is left for the patterns to refuse.
-	if i := strings.IndexByte(host, ':'); i >= 0 && strings.IndexByte(host[i+1:], ':') < 0 {
-		return host[:i]
+	if port == "" {
+		return host, true
 	}
-	return host
+	if port[0] != ':' {
+		return "", false // something after "]" that is not a port
+	}
+	if port = port[1:]; port == "" {
+		return host, true
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil { // digits only, at most 65535
+		return "", false
+	}
+	return host, true
+}
+
+// regNameByte reports whether c may appear in a host name or IPv4 address: RFC 3986's
+// unreserved, sub-delims and the percent sign of a percent-encoding.
+func regNameByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~%!$&'()*+,;=", c) >= 0
 }
 
 // readOnlyMethods are the methods --read-only lets through.
@@ -116,13 +166,13 @@ func readOnlyCheck(method, path string, header http.Header) string {
 	if isUpgrade(header) {
 		return "--read-only refuses protocol upgrades (exec, attach and portforward)"
 	}
-	verb, sub := parseAPIPath(path)
-	if verb == "proxy" {
+	p := parseAPIPath(path)
+	if p.verb == "proxy" {
 		return "--read-only refuses the proxy paths"
 	}
-	switch sub {
+	switch p.subresource {
 	case "exec", "attach", "portforward", "proxy":
-		return "--read-only refuses the " + sub + " subresource"
+		return "--read-only refuses the " + p.subresource + " subresource"
 	}
 	return ""
 }
@@ -143,12 +193,20 @@ func isUpgrade(h http.Header) bool {
 	return false
 }
 
-// parseAPIPath returns the special verb (watch or proxy, from the legacy /api/v1/watch/...
-// and /api/v1/proxy/... forms) and the subresource named by an API path, the way the API
-// server's own request parsing does
+// apiPath is what the API server reads from a request path
 // (https://github.com/kubernetes/apiserver/blob/master/pkg/endpoints/request/requestinfo.go).
+type apiPath struct {
+	// verb is the special verb of the legacy /watch/ and /proxy/ forms
+	// (/api/v1/watch/..., /apis/g/v/proxy/...), "" otherwise.
+	verb string
+	// resource, name and subresource are empty when the path does not name them; resource
+	// is empty for every path that is not a resource request (/api/v1, /version, ...).
+	resource, name, subresource string
+}
+
+// parseAPIPath parses a canonical path the way the API server's own request parsing does.
 // It does not allocate.
-func parseAPIPath(urlPath string) (verb, subresource string) {
+func parseAPIPath(urlPath string) (p apiPath) {
 	rest := strings.Trim(urlPath, "/")
 	next := func() string {
 		var s string
@@ -162,60 +220,77 @@ func parseAPIPath(urlPath string) (verb, subresource string) {
 		next() // group
 		next() // version
 	default:
-		return "", ""
+		return p
 	}
 	part := next()
 	if part == "watch" || part == "proxy" {
-		verb, part = part, next()
+		p.verb, part = part, next()
 	}
 	if part == "namespaces" {
-		next() // the namespace's name
-		if rest == "" {
-			return verb, "" // a namespace itself
+		ns := next()
+		if ns == "" || rest == "" {
+			p.resource, p.name = part, ns // the namespaces, or a namespace itself
+			return p
 		}
 		// namespaces/{name}/status and namespaces/{name}/finalize are subresources of the
 		// namespace; anything else after the name is a namespaced resource.
-		part = next()
-		if part == "status" || part == "finalize" {
-			return verb, part
+		if part = next(); part == "status" || part == "finalize" {
+			p.resource, p.name, p.subresource = "namespaces", ns, part
+			return p
 		}
 	}
-	if next() == "" { // resource name
-		return verb, ""
+	p.resource = part
+	if p.name = next(); p.name != "" {
+		p.subresource = next()
 	}
-	return verb, next()
+	return p
 }
 
 // isLongRunning reports whether a request may stay open indefinitely: a watch, a followed log,
-// or an upgrade. Shutdown ends these instead of waiting for them.
+// or an upgrade. Such a request is streamed (every read of the answer flushed at once), and
+// shutdown ends it instead of waiting for it.
+//
+// A watch is recognised as the API server recognises it: a /watch/ path, or a GET (or HEAD)
+// of a collection (a resource without a name) whose watch parameter reads as true (see
+// apiBool): ?watch, ?watch=1, ?watch=yes and ?watch=True are all watches, ?watch=0 and
+// ?watch=FALSE are not. Missing one would buffer a stream that never ends.
 func isLongRunning(r *http.Request) bool {
 	if isUpgrade(r.Header) {
 		return true
 	}
-	verb, sub := parseAPIPath(r.URL.Path)
-	if verb == "watch" {
+	p := parseAPIPath(r.URL.Path)
+	if p.verb == "watch" {
 		return true
 	}
 	q := r.URL.RawQuery
 	switch {
-	case strings.Contains(q, "watch="):
-		return queryTrue(q, "watch")
-	case sub == "log" && strings.Contains(q, "follow="):
-		return queryTrue(q, "follow")
+	case q == "":
+		return false
+	case p.verb == "" && p.resource != "" && p.name == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		return mayHold(q, "watch") && apiBool(q, "watch")
+	case p.subresource == "log":
+		return mayHold(q, "follow") && apiBool(q, "follow")
 	}
 	return false
 }
 
-// queryTrue reports whether a query parameter holds a true boolean, as the API server parses it:
-// with url.Values, which keeps the valid parameters of a query that also holds invalid ones
-// (a watch with a stray semicolon is still a watch).
-func queryTrue(rawQuery, key string) bool {
+// mayHold is a cheap test that rules out a query holding key: neither key nor a
+// percent-encoding (which may spell it, as in %77atch) appears in it.
+func mayHold(rawQuery, key string) bool {
+	return strings.Contains(rawQuery, key) || strings.IndexByte(rawQuery, '%') >= 0
+}
+
+// apiBool reports whether the query parameter key holds true as the API server decodes a
+// boolean option (ListOptions.Watch, PodLogOptions.Follow): its first value is true unless it
+// is "0" or "false" in any case, and a parameter without a value (?watch, ?watch=) is true
+// (runtime.Convert_Slice_string_To_bool,
+// https://github.com/kubernetes/apimachinery/blob/master/pkg/runtime/conversion.go). The
+// query is read with url.ParseQuery, as the API server reads it, which keeps the valid
+// parameters of a query that also holds invalid ones.
+func apiBool(rawQuery, key string) bool {
 	v, _ := url.ParseQuery(rawQuery)
-	switch v.Get(key) {
-	case "1", "t", "T", "true", "TRUE", "True":
-		return true
-	}
-	return false
+	vs := v[key]
+	return len(vs) > 0 && vs[0] != "0" && !strings.EqualFold(vs[0], "false")
 }
 
 // firstMatch returns the first expression that matches s, or nil.

@@ -3,9 +3,13 @@ package proxy
 import (
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func mustFilter(t testing.TB, mutate func(*Config)) *filter {
@@ -56,6 +60,31 @@ func TestFilterCheck(t *testing.T) {
 		{name: "other IPv6 address", method: "GET", path: "/api", host: "[fe80::1]:8001",
 			want: `host "[fe80::1]" matches no --accept-hosts pattern`},
 		{name: "empty host", method: "GET", path: "/api", host: "", want: `host "" matches no --accept-hosts pattern`},
+		{name: "IPv6 loopback followed by a domain", method: "GET", path: "/api", host: "[::1].evil.example.com",
+			want: `Host "[::1].evil.example.com" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "IPv6 loopback glued to a domain, with port", method: "GET", path: "/api", host: "[::1]evil.example.com:80",
+			want: `Host "[::1]evil.example.com:80" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "IPv6 loopback, port, then more", method: "GET", path: "/api", host: "[::1]:8001.evil.example.com",
+			want: `Host "[::1]:8001.evil.example.com" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "localhost, port, then more", method: "GET", path: "/api", host: "localhost:8001@evil.example.com",
+			want: `Host "localhost:8001@evil.example.com" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "port that is not a number", method: "GET", path: "/api", host: "localhost:http",
+			want: `Host "localhost:http" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "port out of range", method: "GET", path: "/api", host: "127.0.0.1:65536",
+			want: `Host "127.0.0.1:65536" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "unclosed bracket", method: "GET", path: "/api", host: "[::1",
+			want: `Host "[::1" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "IPv6 without brackets", mutate: func(c *Config) { c.AcceptHosts = []string{`^::1$`} }, method: "GET", path: "/api", host: "::1",
+			want: `Host "::1" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "IPv4 in brackets", mutate: func(c *Config) { c.AcceptHosts = []string{`^\[127\.0\.0\.1\]$`} }, method: "GET", path: "/api", host: "[127.0.0.1]",
+			want: `Host "[127.0.0.1]" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "whole host matched by an unanchored pattern", mutate: func(c *Config) { c.AcceptHosts = []string{`^\[::1\]`} },
+			method: "GET", path: "/api", host: "[::1].evil.example.com",
+			want: `Host "[::1].evil.example.com" is not a valid host[:port], so no --accept-hosts pattern can accept it`},
+		{name: "empty port", method: "GET", path: "/api", host: "localhost:"},
+		{name: "IPv6 loopback, empty port", method: "GET", path: "/api", host: "[::1]:"},
+		{name: "IPv4-mapped IPv6 loopback is another name", method: "GET", path: "/api", host: "[::ffff:127.0.0.1]:8001",
+			want: `host "[::ffff:127.0.0.1]" matches no --accept-hosts pattern`},
 		{name: "kubectl-style IPv6 pattern", mutate: func(c *Config) { c.AcceptHosts = []string{`^::1$`} },
 			method: "GET", path: "/api", host: "[::1]:8001"},
 		{name: "reject method", mutate: func(c *Config) { c.RejectMethods = []string{"^POST$", "^DELETE$"} },
@@ -134,53 +163,88 @@ func TestFilterCheck(t *testing.T) {
 	}
 }
 
-func TestHostWithoutPort(t *testing.T) {
-	for in, want := range map[string]string{
-		"localhost":        "localhost",
-		"localhost:8001":   "localhost",
-		"127.0.0.1:80":     "127.0.0.1",
-		"[::1]:8001":       "[::1]",
-		"[::1]":            "[::1]",
-		"[::1":             "[::1",
-		"::1":              "::1",
-		"":                 "",
-		"example.com:":     "example.com",
-		"[fe80::1%eth0]:1": "[fe80::1%eth0]",
+func TestSplitHostHeader(t *testing.T) {
+	type split struct {
+		Host string
+		OK   bool
+	}
+	for in, want := range map[string]split{
+		"":                       {"", true},
+		"localhost":              {"localhost", true},
+		"localhost:8001":         {"localhost", true},
+		"localhost:":             {"localhost", true},
+		"127.0.0.1:80":           {"127.0.0.1", true},
+		"127.0.0.1:65535":        {"127.0.0.1", true},
+		"[::1]:8001":             {"[::1]", true},
+		"[::1]":                  {"[::1]", true},
+		"[::1]:":                 {"[::1]", true},
+		"[fe80::1%25eth0]:1":     {"[fe80::1%25eth0]", true},
+		"EXAMPLE.com":            {"EXAMPLE.com", true},
+		"xn--bcher-kva.example":  {"xn--bcher-kva.example", true},
+		"[::1].evil.example.com": {"", false},
+		"[::1]evil.example.com":  {"", false},
+		"[::1]evil.com:80":       {"", false},
+		"[::1]:80:80":            {"", false},
+		"[::1]:8001x":            {"", false},
+		"[::1":                   {"", false},
+		"[]":                     {"", false},
+		"[127.0.0.1]":            {"", false},
+		"[localhost]":            {"", false},
+		"::1":                    {"", false},
+		":8001":                  {"", false},
+		"localhost:8001:8001":    {"", false},
+		"localhost:+80":          {"", false},
+		"localhost:-1":           {"", false},
+		"localhost:65536":        {"", false},
+		"localhost:0x50":         {"", false},
+		"local host":             {"", false},
+		"localhost/":             {"", false},
+		"user@localhost":         {"", false},
+		"localhost]":             {"", false},
 	} {
-		if got := hostWithoutPort(in); got != want {
-			t.Errorf("hostWithoutPort(%q) = %q, want %q", in, got, want)
+		h, ok := splitHostHeader(in)
+		if diff := cmp.Diff(want, split{h, ok}); diff != "" {
+			t.Errorf("splitHostHeader(%q) (-want +got):\n%s", in, diff)
 		}
 	}
 }
 
 func TestParseAPIPath(t *testing.T) {
-	tests := []struct{ path, verb, sub string }{
-		{"/", "", ""},
-		{"/api", "", ""},
-		{"/api/v1", "", ""},
-		{"/version", "", ""},
-		{"/api/v1/pods", "", ""},
-		{"/api/v1/namespaces", "", ""},
-		{"/api/v1/namespaces/default", "", ""},
-		{"/api/v1/namespaces/default/status", "", "status"},
-		{"/api/v1/namespaces/default/finalize", "", "finalize"},
-		{"/api/v1/namespaces/default/pods", "", ""},
-		{"/api/v1/namespaces/default/pods/app", "", ""},
-		{"/api/v1/namespaces/default/pods/app/exec", "", "exec"},
-		{"/api/v1/namespaces/default/pods/app/exec/", "", "exec"},
-		{"/api/v1/namespaces/default/pods/app/proxy/a/b", "", "proxy"},
-		{"/api/v1/namespaces/exec/pods/exec", "", ""},
-		{"/api/v1/nodes/n/proxy", "", "proxy"},
-		{"/api/v1/watch/namespaces/default/pods", "watch", ""},
-		{"/api/v1/proxy/nodes/n/", "proxy", ""},
-		{"/apis/apps/v1/namespaces/default/deployments/web/scale", "", "scale"},
-		{"/apis/apps/v1/deployments", "", ""},
-		{"/healthz/etcd", "", ""},
+	tests := []struct {
+		path string
+		want apiPath
+	}{
+		{"/", apiPath{}},
+		{"/api", apiPath{}},
+		{"/api/v1", apiPath{}},
+		{"/apis/apps", apiPath{}},
+		{"/apis/apps/v1", apiPath{}},
+		{"/version", apiPath{}},
+		{"/healthz/etcd", apiPath{}},
+		{"/api/v1/pods", apiPath{resource: "pods"}},
+		{"/api/v1/pods/", apiPath{resource: "pods"}},
+		{"/api/v1/namespaces", apiPath{resource: "namespaces"}},
+		{"/api/v1/namespaces/default", apiPath{resource: "namespaces", name: "default"}},
+		{"/api/v1/namespaces/default/status", apiPath{resource: "namespaces", name: "default", subresource: "status"}},
+		{"/api/v1/namespaces/default/finalize", apiPath{resource: "namespaces", name: "default", subresource: "finalize"}},
+		{"/api/v1/namespaces/default/pods", apiPath{resource: "pods"}},
+		{"/api/v1/namespaces/default/pods/app", apiPath{resource: "pods", name: "app"}},
+		{"/api/v1/namespaces/default/pods/app/exec", apiPath{resource: "pods", name: "app", subresource: "exec"}},
+		{"/api/v1/namespaces/default/pods/app/exec/", apiPath{resource: "pods", name: "app", subresource: "exec"}},
+		{"/api/v1/namespaces/default/pods/app/proxy/a/b", apiPath{resource: "pods", name: "app", subresource: "proxy"}},
+		{"/api/v1/namespaces/exec/pods/exec", apiPath{resource: "pods", name: "exec"}},
+		{"/api/v1/nodes/n/proxy", apiPath{resource: "nodes", name: "n", subresource: "proxy"}},
+		{"/api/v1/watch/namespaces/default/pods", apiPath{verb: "watch", resource: "pods"}},
+		{"/api/v1/watch/namespaces", apiPath{verb: "watch", resource: "namespaces"}},
+		{"/api/v1/watch/pods", apiPath{verb: "watch", resource: "pods"}},
+		{"/api/v1/proxy/nodes/n/", apiPath{verb: "proxy", resource: "nodes", name: "n"}},
+		{"/apis/apps/v1/namespaces/default/deployments/web/scale", apiPath{resource: "deployments", name: "web", subresource: "scale"}},
+		{"/apis/apps/v1/deployments", apiPath{resource: "deployments"}},
+		{"/apis/apps/v1/watch/deployments", apiPath{verb: "watch", resource: "deployments"}},
 	}
 	for _, tt := range tests {
-		verb, sub := parseAPIPath(tt.path)
-		if verb != tt.verb || sub != tt.sub {
-			t.Errorf("parseAPIPath(%q) = %q, %q; want %q, %q", tt.path, verb, sub, tt.verb, tt.sub)
+		if diff := cmp.Diff(tt.want, parseAPIPath(tt.path), cmp.AllowUnexported(apiPath{})); diff != "" {
+			t.Errorf("parseAPIPath(%q) (-want +got):\n%s", tt.path, diff)
 		}
 	}
 }
@@ -205,32 +269,77 @@ func TestCleanPath(t *testing.T) {
 }
 
 func TestIsLongRunning(t *testing.T) {
+	upgrade := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}
 	tests := []struct {
+		method string // GET when empty
 		url    string
 		header http.Header
 		want   bool
 	}{
 		{url: "/api/v1/pods", want: false},
+		{url: "/api/v1/namespaces/d/pods?labelSelector=a%3Db", want: false},
+		// Every spelling the API server decodes as true (runtime.Convert_Slice_string_To_bool):
+		// anything but "0" and "false" in any case, a missing value included.
 		{url: "/api/v1/pods?watch=true", want: true},
 		{url: "/api/v1/pods?watch=1&resourceVersion=5", want: true},
+		{url: "/api/v1/pods?watch=True", want: true},
+		{url: "/api/v1/pods?watch=TRUE", want: true},
+		{url: "/api/v1/pods?watch=t", want: true},
+		{url: "/api/v1/pods?watch=yes", want: true},
+		{url: "/api/v1/pods?watch=on", want: true},
+		{url: "/api/v1/pods?watch=2", want: true},
+		{url: "/api/v1/pods?watch=", want: true},
+		{url: "/api/v1/pods?watch", want: true},
+		{url: "/api/v1/pods?resourceVersion=5&watch", want: true},
+		{url: "/api/v1/pods?%77atch=1", want: true},
+		{url: "/api/v1/pods?watch=%74rue", want: true},
+		{url: "/api/v1/pods?watch=true&watch=false", want: true},
+		{url: "/api/v1/pods?x=%zz&watch=1", want: true},
+		{url: "/api/v1/namespaces?watch=1", want: true},
+		{url: "/apis/apps/v1/namespaces/d/deployments?watch=1", want: true},
 		{url: "/api/v1/pods?watch=false", want: false},
+		{url: "/api/v1/pods?watch=False", want: false},
+		{url: "/api/v1/pods?watch=FALSE", want: false},
+		{url: "/api/v1/pods?watch=0", want: false},
+		{url: "/api/v1/pods?watch=false&watch=true", want: false},
+		{url: "/api/v1/pods?watcher=1", want: false},
+		{url: "/api/v1/pods?allowWatchBookmarks=true", want: false},
+		// A named object is got, not watched, whatever the parameter says; so are the
+		// discovery paths, and a POST creates.
+		{url: "/api/v1/namespaces/d/pods/p?watch=1", want: false},
+		{url: "/api/v1/namespaces/d?watch=1", want: false},
+		{url: "/api/v1?watch=1", want: false},
+		{url: "/apis?watch=1", want: false},
+		{method: "POST", url: "/api/v1/namespaces/d/configmaps?watch=1", want: false},
+		{method: "HEAD", url: "/api/v1/pods?watch=1", want: true},
 		{url: "/api/v1/watch/pods", want: true},
+		{url: "/api/v1/watch/namespaces/d/pods/p", want: true},
+		{url: "/apis/apps/v1/watch/namespaces/d/deployments", want: true},
 		{url: "/api/v1/namespaces/d/pods/p/log?follow=true", want: true},
+		{url: "/api/v1/namespaces/d/pods/p/log?follow", want: true},
+		{url: "/api/v1/namespaces/d/pods/p/log?follow=yes", want: true},
+		{url: "/api/v1/namespaces/d/pods/p/log?follow=0", want: false},
 		{url: "/api/v1/namespaces/d/pods/p/log", want: false},
 		{url: "/api/v1/namespaces/d/configmaps?follow=true", want: false},
-		{url: "/api/v1/namespaces/d/pods/p/exec", header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}, want: true},
+		{url: "/api/v1/namespaces/d/pods/p/exec", header: upgrade, want: true},
 	}
 	for _, tt := range tests {
-		r, err := http.NewRequest(http.MethodGet, "http://localhost"+tt.url, nil)
-		if err != nil {
-			t.Fatal(err)
+		method := tt.method
+		if method == "" {
+			method = http.MethodGet
 		}
-		if tt.header != nil {
-			r.Header = tt.header
-		}
-		if got := isLongRunning(r); got != tt.want {
-			t.Errorf("isLongRunning(%s) = %v, want %v", tt.url, got, tt.want)
-		}
+		t.Run(method+" "+tt.url, func(t *testing.T) {
+			r, err := http.NewRequest(method, "http://localhost"+tt.url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.header != nil {
+				r.Header = tt.header
+			}
+			if got := isLongRunning(r); got != tt.want {
+				t.Errorf("isLongRunning(%s %s) = %v, want %v", method, tt.url, got, tt.want)
+			}
+		})
 	}
 }
 
@@ -245,32 +354,105 @@ func kubectlAccept(f *filter, method, path, hostPort string) bool {
 	return matches(path, f.acceptPaths) && matches(host, f.acceptHosts)
 }
 
+// kubectlPrefixes are --api-prefix values the fuzzer picks from: stripped and kept ones,
+// with and without a trailing slash.
+var kubectlPrefixes = []string{"/", "/k8s/", "/k8s", "/api/", "/api", "/apis/", "/apis/apps/", "/apifoo/",
+	"/api/v1/namespaces/default/", "/a/b"}
+
+// kubectlPrefixMux is kubectl proxy's --api-prefix handling, built as kubectl proxy builds it
+// (k8s.io/kubectl/pkg/cmd/proxy and pkg/proxy): the prefix gets a trailing slash and is the
+// subtree pattern of a net/http ServeMux, whose handler strips it with stripLeaveSlash unless
+// it starts with /api. The handler answers 200 with the path that kubectl's filter and the
+// API server would see in the X-Path header.
+func kubectlPrefixMux(prefix string) http.Handler {
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Path", r.URL.Path)
+	})
+	if !strings.HasPrefix(prefix, "/api") {
+		next := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { // stripLeaveSlash
+			p := strings.TrimPrefix(req.URL.Path, prefix)
+			if len(p) >= len(req.URL.Path) {
+				http.NotFound(w, req)
+				return
+			}
+			if len(p) > 0 && p[:1] != "/" {
+				p = "/" + p
+			}
+			req.URL.Path = p
+			next.ServeHTTP(w, req)
+		})
+	}
+	mux := http.NewServeMux()
+	mux.Handle(prefix, h)
+	return mux
+}
+
+// kubectlRoute asks mux (a kubectlPrefixMux) what becomes of a GET of urlPath: the path seen
+// by the filter and the API server; or the redirect's Location (ServeMux redirects to a
+// subtree's root with 301 or 307, depending on the Go release); or "" and the status code.
+func kubectlRoute(mux http.Handler, urlPath string) (string, int) {
+	r := httptest.NewRequest(http.MethodGet, "http://localhost/", nil)
+	r.URL.Path, r.RequestURI = urlPath, (&url.URL{Path: urlPath}).RequestURI()
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, r)
+	if w.Code/100 == 3 {
+		return w.Header().Get("Location"), w.Code
+	}
+	if w.Code != http.StatusOK {
+		return "", w.Code
+	}
+	p := w.Header().Get("X-Path")
+	if p == "" {
+		p = "/" // stripLeaveSlash leaves "" for the prefix itself, which reaches the API server as /
+	}
+	return p, http.StatusOK
+}
+
 // FuzzFilterCheck checks that the filter never panics and decides as kubectl proxy does
-// wherever kubectl proxy parses the Host correctly (a name or IPv4 address with a port).
+// wherever kubectl proxy parses the Host correctly (a name or IPv4 address with a port); that
+// the default filter accepts only the loopback names, each whole; and that --api-prefix
+// serves exactly the paths kubectl proxy serves under the same prefix, as the same path.
 func FuzzFilterCheck(f *testing.F) {
-	for _, s := range [][3]string{
+	for i, s := range [][3]string{
 		{"GET", "/api/v1/namespaces/default/pods", "127.0.0.1:8001"},
 		{"POST", "/api/v1/namespaces/default/pods/app/exec", "localhost:8001"},
 		{"GET", "/api/v1/namespaces/default/pods/app/attach", "[::1]:8001"},
 		{"", "/", "evil.example.com:80"},
 		{"GET", "/api/v1/proxy/nodes/x", "localhost"},
 		{"GET", "/apis/a/b/namespaces/c/d/e/exec", "[::1"},
+		{"GET", "/k8s/api/v1/pods", "[::1].evil.example.com"},
+		{"GET", "/apis/apps/v1/deployments", "[::1]evil.example.com:80"},
+		{"GET", "/k8s", "localhost:8001@evil.example.com"},
+		{"GET", "/api", "127.0.0.1:65536"},
 	} {
-		f.Add(s[0], s[1], s[2], false)
-		f.Add(s[0], s[1], s[2], true)
+		f.Add(s[0], s[1], s[2], uint8(i), false)
+		f.Add(s[0], s[1], s[2], uint8(i), true)
 	}
 	plain := mustFilter(f, nil)
 	readOnly := mustFilter(f, func(c *Config) { c.ReadOnly = true })
-	f.Fuzz(func(t *testing.T, method, path, host string, upgrade bool) {
+	muxes := make([]http.Handler, len(kubectlPrefixes))
+	for i, p := range kubectlPrefixes {
+		muxes[i] = kubectlPrefixMux(p)
+	}
+	loopback := map[string]bool{"localhost": true, "127.0.0.1": true, "[::1]": true}
+	f.Fuzz(func(t *testing.T, method, path, host string, prefix uint8, upgrade bool) {
 		var h http.Header
 		if upgrade {
 			h = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}}
 		}
 		got := plain.check(method, path, host, h)
-		if h, port, err := net.SplitHostPort(host); err == nil && port != "" && !strings.Contains(h, ":") && !strings.Contains(host, "[") {
+		hostOnly, wellFormed := splitHostHeader(host)
+		if wellFormed && hostOnly != "" && hostOnly[0] != '[' && strings.Contains(host, ":") {
 			if want := kubectlAccept(plain, method, path, host); (got == "") != want {
 				t.Errorf("check(%q, %q, %q) = %q; kubectl proxy accepts: %v", method, path, host, got, want)
 			}
+		}
+		if got == "" && (!wellFormed || !loopback[hostOnly]) {
+			t.Errorf("the default filter accepts Host %q (host %q, well-formed %v)", host, hostOnly, wellFormed)
 		}
 		ro := readOnly.check(method, path, host, h)
 		if got != "" && ro == "" {
@@ -279,8 +461,34 @@ func FuzzFilterCheck(f *testing.F) {
 		if ro == "" && (upgrade || !readOnlyMethod(method)) {
 			t.Errorf("--read-only accepts %q %q (upgrade %v)", method, path, upgrade)
 		}
-		if _, sub := parseAPIPath(path); ro == "" && (sub == "exec" || sub == "attach" || sub == "portforward" || sub == "proxy") {
+		if sub := parseAPIPath(path).subresource; ro == "" && (sub == "exec" || sub == "attach" || sub == "portforward" || sub == "proxy") {
 			t.Errorf("--read-only accepts the %s subresource: %q", sub, path)
+		}
+
+		// --api-prefix, on the canonical paths that reach it.
+		if !strings.HasPrefix(path, "/") || cleanPath(path) != path {
+			return
+		}
+		i := int(prefix) % len(kubectlPrefixes)
+		a := newAPIPrefix(kubectlPrefixes[i])
+		routed, redirect := a.route(path)
+		wantPath, wantCode := kubectlRoute(muxes[i], path)
+		switch {
+		case redirect:
+			if wantCode/100 != 3 || routed != wantPath {
+				t.Errorf("--api-prefix %s: %q redirects to %q; kubectl proxy answers %d %q", kubectlPrefixes[i], path, routed, wantCode, wantPath)
+			}
+		case routed == "":
+			if wantCode != http.StatusNotFound {
+				t.Errorf("--api-prefix %s: %q is outside; kubectl proxy answers %d (path %q)", kubectlPrefixes[i], path, wantCode, wantPath)
+			}
+		default:
+			if wantCode != http.StatusOK || routed != wantPath {
+				t.Errorf("--api-prefix %s: %q is served as %q; kubectl proxy answers %d (path %q)", kubectlPrefixes[i], path, routed, wantCode, wantPath)
+			}
+			if a.prefix != "/" && !strings.HasPrefix(path, a.prefix) {
+				t.Errorf("--api-prefix %s: %q is served although it is outside", kubectlPrefixes[i], path)
+			}
 		}
 	})
 }

@@ -32,9 +32,7 @@ type Server struct {
 	plain   *httputil.ReverseProxy // ordinary requests: the answer is buffered (buffer.go)
 	ready   *readiness
 
-	// prefix is stripped from request paths before they are filtered and forwarded; "" when
-	// nothing is stripped.
-	prefix string
+	prefix apiPrefix
 
 	// drain is cancelled when shutdown starts; long-running requests end on it.
 	drain    context.Context
@@ -63,11 +61,7 @@ func New(cfg Config) (*Server, error) {
 	if s.filter, err = newFilter(&cfg); err != nil {
 		return nil, err
 	}
-	if cfg.APIPrefix != "/" && !strings.HasPrefix(cfg.APIPrefix, "/api") {
-		// kubectl proxy strips the prefix unless it starts with /api, in which case it is
-		// part of the API path (--api-prefix=/api/ serves only the core group).
-		s.prefix = cfg.APIPrefix
-	}
+	s.prefix = newAPIPrefix(cfg.APIPrefix)
 
 	var errs []error
 	s.tokens, err = newTokenSource(filepath.Join(cfg.ServiceAccountDir, TokenFile), s.log, s.metrics)
@@ -110,12 +104,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
-	if s.prefix != "" {
-		var ok bool
-		if r, ok = stripPrefix(r, s.prefix); !ok {
-			s.reject(w, r, http.StatusNotFound, reasonNotFound, "path is outside --api-prefix "+s.prefix)
-			return
-		}
+	switch p, redirect := s.prefix.route(r.URL.Path); {
+	case redirect:
+		// As net/http's ServeMux (and so kubectl proxy) redirects to a subtree's root.
+		u := *r.URL
+		u.Path, u.RawPath = p, ""
+		s.metrics.request(r.Method, http.StatusPermanentRedirect)
+		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
+		return
+	case p == "":
+		s.reject(w, r, http.StatusNotFound, reasonNotFound, "path is outside --api-prefix "+s.prefix.prefix)
+		return
+	case p != r.URL.Path:
+		r = stripPrefix(r, p)
 	}
 	if msg := s.filter.check(r.Method, r.URL.Path, r.Host, r.Header); msg != "" {
 		s.reject(w, r, http.StatusForbidden, reasonForbidden, msg)
@@ -309,32 +310,56 @@ func (s *Server) Serve(ctx context.Context) error {
 // refuses new ones. Serve calls it on shutdown; it is safe to call more than once.
 func (s *Server) Drain() { s.drainNow() }
 
-// stripPrefix strips --api-prefix from the request's path, keeping a leading slash, as
-// kubectl proxy does. ok is false when the path is outside the prefix.
-func stripPrefix(r *http.Request, prefix string) (_ *http.Request, ok bool) {
-	p, found := strings.CutPrefix(r.URL.Path, prefix)
-	if !found {
-		if r.URL.Path+"/" == prefix {
-			p, found = "/", true // the prefix itself without its trailing slash
-		} else {
-			return r, false
+// apiPrefix is --api-prefix as kubectl proxy applies it: the prefix gets a trailing slash
+// and only its subtree is served (with /api/ only the core group, with /apis/apps/ only that
+// group; anything else is a 404), and it is stripped before the request is filtered and
+// forwarded unless it starts with /api, in which case it is part of the API path
+// (https://github.com/kubernetes/kubectl/blob/master/pkg/cmd/proxy/proxy.go,
+// https://github.com/kubernetes/kubectl/blob/master/pkg/proxy/proxy_server.go).
+type apiPrefix struct {
+	prefix string // with its trailing slash
+	strip  bool
+}
+
+func newAPIPrefix(p string) apiPrefix {
+	if !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	return apiPrefix{prefix: p, strip: !strings.HasPrefix(p, "/api")}
+}
+
+// route returns the path that a canonical request path is filtered and forwarded as; "" if
+// it is outside the prefix (a 404). redirect is true, with the prefix as the path, when the
+// request names the prefix without its trailing slash.
+func (a apiPrefix) route(urlPath string) (p string, redirect bool) {
+	switch {
+	case a.prefix == "/":
+		return urlPath, false
+	case strings.HasPrefix(urlPath, a.prefix):
+		if a.strip {
+			return urlPath[len(a.prefix)-1:], false // the slash stays
 		}
+		return urlPath, false
+	case urlPath+"/" == a.prefix:
+		return a.prefix, true
 	}
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
+	return "", false
+}
+
+// stripPrefix returns r with the path p, which is r's path without a leading part.
+func stripPrefix(r *http.Request, p string) *http.Request {
 	r2 := r.WithContext(r.Context())
 	u := *r.URL
+	prefix := r.URL.Path[:len(r.URL.Path)-len(p)]
 	u.Path = p
+	// Keep the client's escaping of the rest of the path (an escaped slash in a name) when
+	// the escaped path starts with the same prefix; otherwise it is derived from Path.
 	u.RawPath = ""
-	if rp, ok := strings.CutPrefix(r.URL.RawPath, prefix); ok && r.URL.RawPath != "" {
-		if !strings.HasPrefix(rp, "/") {
-			rp = "/" + rp
-		}
+	if rp, ok := strings.CutPrefix(r.URL.RawPath, prefix); ok && strings.HasPrefix(rp, "/") {
 		u.RawPath = rp
 	}
 	r2.URL = &u
-	return r2, true
+	return r2
 }
 
 // readNamespace returns the pod's namespace for the startup log, "" if unknown.

@@ -308,28 +308,85 @@ func TestForwarding(t *testing.T) {
 	}
 }
 
+// TestAPIPrefix checks that --api-prefix confines the proxy as it confines kubectl proxy:
+// only its subtree is served, whatever the prefix starts with.
 func TestAPIPrefix(t *testing.T) {
+	const outside = 404
 	for _, tt := range []struct {
 		prefix, path string
 		code         int
-		upstreamPath string
+		upstreamPath string // for 200
+		location     string // for 308
 	}{
 		{prefix: "/k8s/", path: "/k8s/api/v1/pods", code: 200, upstreamPath: "/api/v1/pods"},
-		{prefix: "/k8s/", path: "/k8s", code: 200, upstreamPath: "/"},
-		{prefix: "/k8s/", path: "/api/v1/pods", code: 404},
-		// kubectl proxy keeps a prefix that starts with /api.
+		{prefix: "/k8s/", path: "/k8s/", code: 200, upstreamPath: "/"},
+		{prefix: "/k8s/", path: "/k8s", code: 308, location: "/k8s/"},
+		{prefix: "/k8s/", path: "/k8s?timeout=5s", code: 308, location: "/k8s/?timeout=5s"},
+		{prefix: "/k8s/", path: "/api/v1/pods", code: outside},
+		{prefix: "/k8s/", path: "/k8s-other/api/v1/pods", code: outside},
+		{prefix: "/k8s/", path: "/", code: outside},
+		// Without its trailing slash the prefix is the same subtree, as kubectl proxy makes it.
+		{prefix: "/k8s", path: "/k8s/api/v1/pods", code: 200, upstreamPath: "/api/v1/pods"},
+		{prefix: "/k8s", path: "/k8sapi/v1/pods", code: outside},
+		{prefix: "/k8s", path: "/k8s-x/api/v1/secrets", code: outside},
+		{prefix: "/k8s", path: "/k8s", code: 308, location: "/k8s/"},
+		{prefix: "/a/b/", path: "/a/b/api", code: 200, upstreamPath: "/api"},
+		{prefix: "/a/b/", path: "/a/api", code: outside},
+		// kubectl proxy keeps a prefix that starts with /api: it is part of the API path and
+		// serves only its subtree.
 		{prefix: "/api/", path: "/api/v1/pods", code: 200, upstreamPath: "/api/v1/pods"},
+		{prefix: "/api/", path: "/api", code: 308, location: "/api/"},
+		{prefix: "/api/", path: "/apis/apps/v1/deployments", code: outside},
+		{prefix: "/api/", path: "/version", code: outside},
+		{prefix: "/api/", path: "/", code: outside},
+		{prefix: "/api", path: "/api/v1/pods", code: 200, upstreamPath: "/api/v1/pods"},
+		{prefix: "/api", path: "/apis/apps/v1/deployments", code: outside},
+		{prefix: "/apis/", path: "/apis/apps/v1/deployments", code: 200, upstreamPath: "/apis/apps/v1/deployments"},
+		{prefix: "/apis/", path: "/api/v1/secrets", code: outside},
+		{prefix: "/apis/apps/", path: "/apis/apps/v1/deployments", code: 200, upstreamPath: "/apis/apps/v1/deployments"},
+		{prefix: "/apis/apps/", path: "/apis/batch/v1/jobs", code: outside},
+		{prefix: "/api/v1/namespaces/team/", path: "/api/v1/namespaces/team/pods", code: 200, upstreamPath: "/api/v1/namespaces/team/pods"},
+		{prefix: "/api/v1/namespaces/team/", path: "/api/v1/namespaces/other/pods", code: outside},
+		{prefix: "/apifoo/", path: "/apifoo/api/v1/pods", code: 200, upstreamPath: "/apifoo/api/v1/pods"},
+		{prefix: "/apifoo/", path: "/api/v1/pods", code: outside},
+		{prefix: "/", path: "/version", code: 200, upstreamPath: "/version"},
+		// The filters see the path without the prefix.
+		{prefix: "/k8s/", path: "/k8s/api/v1/namespaces/d/pods/p/exec", code: 403},
 	} {
 		t.Run(tt.prefix+" "+tt.path, func(t *testing.T) {
 			f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, r.URL.Path)
 			}), func(c *Config) { c.APIPrefix = tt.prefix })
-			resp, body := f.get(tt.path)
+			c := f.front.Client()
+			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			resp, err := c.Do(newRequest(t, http.MethodGet, f.front.URL+tt.path, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := string(b)
 			if resp.StatusCode != tt.code {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.code, body)
 			}
-			if tt.code == 200 && body != tt.upstreamPath {
-				t.Errorf("upstream saw %q, want %q", body, tt.upstreamPath)
+			switch tt.code {
+			case 200:
+				if body != tt.upstreamPath {
+					t.Errorf("upstream saw %q, want %q", body, tt.upstreamPath)
+				}
+			case 308:
+				if got := resp.Header.Get("Location"); got != tt.location {
+					t.Errorf("Location %q, want %q", got, tt.location)
+				}
+			case outside:
+				want := "path is outside --api-prefix " + newAPIPrefix(tt.prefix).prefix
+				var st struct{ Message, Reason string }
+				if err := json.Unmarshal(b, &st); err != nil || st.Message != want || st.Reason != "NotFound" {
+					t.Errorf("body %s, want a NotFound Status saying %q", body, want)
+				}
 			}
 		})
 	}
@@ -425,6 +482,9 @@ func TestTokenReloadOn401(t *testing.T) {
 	}
 }
 
+// TestWatchFlushesEachEvent checks that a watch, in every spelling the API server streams,
+// reaches the client event by event while it stays open (an answer taken for an ordinary one
+// would be read ahead, and the client would see nothing).
 func TestWatchFlushesEachEvent(t *testing.T) {
 	release := make(chan struct{})
 	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -437,23 +497,40 @@ func TestWatchFlushesEachEvent(t *testing.T) {
 		}
 	}), nil)
 	defer close(release)
-	resp, err := f.front.Client().Do(newRequest(t, http.MethodGet, f.front.URL+"/api/v1/pods?watch=true", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	lines := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
-		lines <- line
-	}()
-	select {
-	case line := <-lines:
-		if line != `{"type":"ADDED"}`+"\n" {
-			t.Errorf("first event %q", line)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("the first event did not arrive while the watch stays open")
+	for _, path := range []string{
+		"/api/v1/pods?watch=true",
+		"/api/v1/pods?watch=1",
+		"/api/v1/pods?watch=True",
+		"/api/v1/pods?watch=yes",
+		"/api/v1/pods?watch=on",
+		"/api/v1/pods?watch=",
+		"/api/v1/pods?watch",
+		"/api/v1/namespaces/d/pods?labelSelector=a&%77atch=1",
+		"/api/v1/watch/namespaces/d/pods",
+		"/apis/apps/v1/watch/deployments",
+	} {
+		t.Run(path, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			resp, err := f.front.Client().Do(newRequest(t, http.MethodGet, f.front.URL+path, nil).WithContext(ctx))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			lines := make(chan string, 1)
+			go func() {
+				line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+				lines <- line
+			}()
+			select {
+			case line := <-lines:
+				if line != `{"type":"ADDED"}`+"\n" {
+					t.Errorf("first event %q", line)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("the first event did not arrive while the watch stays open")
+			}
+		})
 	}
 }
 
