@@ -70,6 +70,10 @@ bench: ## Run the Go benchmarks (injector, admission handler, proxy handler).
 load: build ## Load a locally started webhook with AdmissionReviews over TLS; reports throughput and p50/p99.
 	go run ./hack/webhookload
 
+.PHONY: proxymem
+proxymem: envtest ## Measure api-proxy's peak memory under bursts of large writes (BASELINE=<commit> measures that build too).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/proxymem $(if $(BASELINE),-baseline-ref $(BASELINE))
+
 .PHONY: demo
 demo: build envtest ## Run the whole path locally, no cluster: API server, webhook, an injected pod, its sidecar, an app.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/demo --bin-dir $(LOCALBIN)

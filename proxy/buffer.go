@@ -15,11 +15,16 @@ import (
 // write syscall per HTTP/2 DATA frame, a chunk header and a flush each, where one write is
 // enough. Longer answers, and every streamed one, are passed on as they come, each read
 // flushed at once.
-const maxBufferedBody = 256 << 10
+//
+// It is the size of the pooled buffers, so that reading ahead never allocates once the pool
+// is warm, and a burst of large answers costs at most this much per request in flight: with
+// 256 KiB, 64 concurrent 1 MiB answers held 16 MiB of read-ahead and left as much garbage
+// again (hack/proxymem).
+const maxBufferedBody = 64 << 10
 
 // pooledBodyCap bounds the buffers kept for reuse, so that one large list does not pin its
 // buffer in the pool.
-const pooledBodyCap = 64 << 10
+const pooledBodyCap = maxBufferedBody
 
 // mayStream reports whether a request that is not long-running may still be answered with a
 // stream whose every write must reach the client at once: the proxy subresources (a pod's,

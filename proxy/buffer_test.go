@@ -134,7 +134,7 @@ func TestAnswerDeliveredWhole(t *testing.T) {
 		{query: "n=21500&chunk=2100", n: 21500, whole: true},
 		{query: "n=21500&chunk=2100&code=404", n: 21500, whole: true},
 		{query: "n=21500&chunk=2100&length=1", n: 21500, whole: true},
-		{query: "n=100000&chunk=16384", n: 100000, whole: true},
+		{query: "n=60000&chunk=16384", n: 60000, whole: true},
 		{query: fmt.Sprintf("n=%d&chunk=10000", maxBufferedBody-1), n: maxBufferedBody - 1, whole: true},
 		{query: fmt.Sprintf("n=%d&chunk=10000", maxBufferedBody), n: maxBufferedBody}, // EOF not seen
 		{query: fmt.Sprintf("n=%d&chunk=10000", maxBufferedBody+1), n: maxBufferedBody + 1},

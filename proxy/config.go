@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -44,6 +46,11 @@ const (
 	// DefaultHealthPort serves /healthz, /readyz and /metrics on all interfaces, for the
 	// kubelet's probes (which reach the pod IP, not 127.0.0.1) and for Prometheus.
 	DefaultHealthPort = 8002
+	// DefaultReplayBufferSize bounds the memory that request bodies kept for a retry after a
+	// 401 hold together. Ordinary bodies are a few KiB, so thousands fit; a burst of large
+	// writes uses it up and the rest of the burst is sent unbuffered. It leaves room under
+	// the sidecar's default 64Mi memory limit for the rest of a burst (see hack/proxymem).
+	DefaultReplayBufferSize = 8 << 20
 	// DefaultDrainTimeout bounds how long SIGTERM waits for in-flight requests. A native
 	// sidecar is stopped after the app containers, within what is left of the pod's
 	// terminationGracePeriodSeconds (30 s by default).
@@ -67,8 +74,9 @@ type Config struct {
 	Port int
 	// Address is the IP address the API is served on.
 	Address string
-	// AcceptHosts are regular expressions; a request is served only if its Host (without
-	// port, an IPv6 literal with its brackets) matches one of them.
+	// AcceptHosts are regular expressions; a request is served only if its Host is a
+	// well-formed host[:port] whose host (an IPv6 literal with its brackets) matches one of
+	// them.
 	AcceptHosts []string
 	// AcceptPaths are regular expressions; a request is served only if its path matches one
 	// of them.
@@ -78,7 +86,8 @@ type Config struct {
 	RejectPaths []string
 	// RejectMethods are regular expressions; a request whose method matches one is rejected.
 	RejectMethods []string
-	// APIPrefix is the path the API is served under. As in kubectl proxy, it is stripped
+	// APIPrefix is the path the API is served under: only paths under it (with a trailing
+	// slash added) are served, anything else is a 404. As in kubectl proxy, it is stripped
 	// before the request is forwarded unless it starts with /api.
 	APIPrefix string
 	// DisableFilter turns off AcceptHosts, AcceptPaths, RejectPaths and RejectMethods.
@@ -100,6 +109,9 @@ type Config struct {
 	// for the app containers that points at the API listener, with the namespace read from
 	// ServiceAccountDir (see Kubeconfig).
 	KubeconfigOut string
+	// ReplayBufferSize bounds, in bytes, the memory that request bodies kept for a retry after
+	// a 401 hold together; a body that does not fit is sent once, unbuffered. 0 keeps none.
+	ReplayBufferSize int64
 
 	// DrainTimeout bounds the drain on shutdown; 0 means DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -120,6 +132,7 @@ func DefaultConfig() Config {
 		APIPrefix:         DefaultAPIPrefix,
 		ServiceAccountDir: DefaultServiceAccountDir,
 		HealthPort:        DefaultHealthPort,
+		ReplayBufferSize:  DefaultReplayBufferSize,
 		DrainTimeout:      DefaultDrainTimeout,
 	}
 }
@@ -136,7 +149,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 		"Paths matched here are rejected even if they match --accept-paths.")
 	fs.Var((*regexpList)(&c.RejectMethods), "reject-methods", "Comma-separated regular expressions for HTTP methods the proxy rejects "+
 		"(for example POST,PUT,PATCH).")
-	fs.StringVar(&c.APIPrefix, "api-prefix", c.APIPrefix, "The path prefix under which to serve the API. "+
+	fs.StringVar(&c.APIPrefix, "api-prefix", c.APIPrefix, "The path prefix under which to serve the API; other paths are not found. "+
 		"It is stripped before forwarding unless it starts with /api.")
 	fs.BoolVar(&c.DisableFilter, "disable-filter", c.DisableFilter, "If true, disable the host, path and method filters. "+
 		"This is dangerous and can leave you open to cross-site request forgery; --read-only still applies.")
@@ -151,6 +164,9 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.KubeconfigOut, "kubeconfig-out", c.KubeconfigOut, "If set, the file to write, before serving, a kubeconfig "+
 		"for the app containers: its only cluster is this proxy, its namespace the one in --serviceaccount-dir. "+
 		"It is written atomically with mode 0644.")
+	fs.Var((*byteSize)(&c.ReplayBufferSize), "replay-buffer-size", "The most memory that request bodies kept for a retry after a 401 "+
+		"(a rotated token) may hold together, in bytes or with a Ki or Mi suffix. A body that does not fit is sent once, unbuffered. "+
+		"0 keeps none.")
 }
 
 // Validate reports every problem with c at once.
@@ -190,6 +206,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ServiceAccountDir == "" {
 		errs = append(errs, errors.New("--serviceaccount-dir is empty"))
+	}
+	if c.ReplayBufferSize < 0 {
+		errs = append(errs, fmt.Errorf("--replay-buffer-size %d is negative: want 0 or more bytes", c.ReplayBufferSize))
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("drain timeout %v is negative", c.DrainTimeout))
@@ -259,5 +278,40 @@ func (l *regexpList) String() string {
 
 func (l *regexpList) Set(s string) error {
 	*l = splitList(s)
+	return nil
+}
+
+// byteSize is a flag.Value for a number of bytes, written as a plain number or with a Ki, Mi
+// or Gi suffix, as in a Kubernetes quantity.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	n := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"Gi", 30}, {"Mi", 20}, {"Ki", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num, shift := s, uint(0)
+	for suffix, sh := range map[string]uint{"Ki": 10, "Mi": 20, "Gi": 30} {
+		if v, ok := strings.CutSuffix(s, suffix); ok {
+			num, shift = v, sh
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 63)
+	if err != nil || n > math.MaxInt64>>shift {
+		return fmt.Errorf("%q is not a size: want a number of bytes, optionally with a Ki, Mi or Gi suffix (such as 8Mi)", s)
+	}
+	*b = byteSize(n << shift)
 	return nil
 }

@@ -11,7 +11,11 @@
 //     re-read when it changes, so a cluster CA rotation needs no restart;
 //   - a rejection is a 403 with a Kubernetes Status body naming the rule;
 //   - a client's own Authorization and Impersonate-* headers are dropped;
-//   - an IPv6 Host such as [::1]:8001 is matched against --accept-hosts with its brackets;
+//   - an IPv6 Host such as [::1]:8001 is matched against --accept-hosts with its brackets,
+//     and a Host that is not a well-formed host[:port] is refused;
+//   - request bodies kept for a retry after a 401 share a bounded budget
+//     (--replay-buffer-size), and the Go runtime's soft memory limit follows the container's
+//     memory limit, so that a burst of large writes stays within the sidecar's limit;
 //   - --read-only lets only GET, HEAD and OPTIONS through, and refuses exec, attach,
 //     portforward, the proxy subresources and every protocol upgrade even by GET;
 //   - a separate health port serves /healthz, /readyz and /metrics (Prometheus text) and

@@ -66,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 	var errs []error
 	s.tokens, err = newTokenSource(filepath.Join(cfg.ServiceAccountDir, TokenFile), s.log, s.metrics)
 	errs = append(errs, err)
-	s.up, err = newUpstream(filepath.Join(cfg.ServiceAccountDir, CAFile), s.tokens, s.metrics, s.log)
+	s.up, err = newUpstream(filepath.Join(cfg.ServiceAccountDir, CAFile), s.tokens, s.metrics, s.log, newReplayBudget(cfg.ReplayBufferSize))
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -242,6 +242,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.healthLn.Close()
 		return err
 	}
+	setSoftMemoryLimit(s.log, cgroupMemoryFiles)
 	s.log.Info("api-proxy serving the Kubernetes API", "address", "http://"+s.Addr().String(),
 		"health", s.HealthAddr().String(), "server", s.target.String(), "readOnly", s.cfg.ReadOnly,
 		"filter", !s.cfg.DisableFilter, "namespace", readNamespace(s.cfg.ServiceAccountDir))

@@ -22,6 +22,75 @@ import (
 // larger or chunked bodies are sent once.
 const maxReplayBody = 1 << 20
 
+// replayBudget bounds the memory that request bodies kept for a retry hold, all requests
+// together (Config.ReplayBufferSize), so that what clients send in parallel cannot grow the
+// proxy past its memory limit: a body that does not fit in what is left is sent once, as it
+// comes, and a 401 to it is passed on. Bodies are small as a rule (a few KiB), so the rotation
+// guarantee holds for every ordinary request; only a burst of large writes is sent
+// unbuffered, and a 401 hits such a write only when it coincides with a token rotation.
+type replayBudget struct {
+	avail atomic.Int64
+}
+
+func newReplayBudget(size int64) *replayBudget {
+	b := new(replayBudget)
+	b.avail.Store(size)
+	return b
+}
+
+// take reserves n bytes, or reports false if fewer are left.
+func (b *replayBudget) take(n int64) bool {
+	for {
+		a := b.avail.Load()
+		if a < n {
+			return false
+		}
+		if b.avail.CompareAndSwap(a, a-n) {
+			return true
+		}
+	}
+}
+
+func (b *replayBudget) give(n int64) { b.avail.Add(n) }
+
+// replayBody is a request body kept for a retry. Its bytes go back to the budget once no one
+// holds them: RoundTrip, until it has its final answer, and each reader handed to the
+// transport, until the transport closes it (which it may do after RoundTrip returned).
+type replayBody struct {
+	data   []byte
+	refs   atomic.Int32
+	budget *replayBudget
+}
+
+func newReplayBody(data []byte, b *replayBudget) *replayBody {
+	rb := &replayBody{data: data, budget: b}
+	rb.refs.Store(1) // RoundTrip's
+	return rb
+}
+
+// reader returns a new reader of the body, for one attempt.
+func (b *replayBody) reader() io.ReadCloser {
+	b.refs.Add(1)
+	return &replayReader{Reader: bytes.NewReader(b.data), body: b}
+}
+
+func (b *replayBody) release() {
+	if b.refs.Add(-1) == 0 {
+		b.budget.give(int64(len(b.data)))
+	}
+}
+
+type replayReader struct {
+	*bytes.Reader
+	body *replayBody
+	once sync.Once
+}
+
+func (r *replayReader) Close() error {
+	r.once.Do(r.body.release)
+	return nil
+}
+
 // caCheckInterval bounds how often a request stats the CA bundle. The bundle changes only
 // when the cluster's CA is rotated, and then holds the old and the new CA for a while.
 const caCheckInterval = 10 * time.Second
@@ -86,7 +155,15 @@ func loadTransports(caFile string) (*transports, error) {
 	// Detect a dead connection (an API server that vanished without closing it) within
 	// a minute instead of the kernel's TCP timeout, as client-go does
 	// (https://github.com/kubernetes/kubernetes/issues/87615).
-	t.normal.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
+	//
+	// The API server may send up to MaxReceiveBufferPerStream of an answer ahead of what
+	// the proxy has passed on to its client, and the transport holds it in memory: with Go's
+	// default of 4 MiB per stream, 64 concurrent 1 MiB answers to a slow client were all held
+	// at once (hack/proxymem). 256 KiB is what the API server allows the other way
+	// (https://github.com/kubernetes/apiserver/blob/master/pkg/server/secure_serving.go)
+	// and keeps a list streaming at hundreds of MB/s at in-cluster round-trip times.
+	t.normal.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second,
+		MaxReceiveBufferPerStream: upstreamStreamWindow}
 
 	// SPDY upgrades would otherwise go over a pooled HTTP/2 connection and fail
 	// (https://go.dev/issue/46657: net/http only forces HTTP/1.1 for WebSocket).
@@ -95,6 +172,9 @@ func loadTransports(caFile string) (*transports, error) {
 	t.upgrade.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	return t, nil
 }
+
+// upstreamStreamWindow is the HTTP/2 flow-control window of each answer from the API server.
+const upstreamStreamWindow = 256 << 10
 
 // upstreamReadBuffer is the read buffer under TLS on a connection to the API server.
 const upstreamReadBuffer = 64 << 10
@@ -125,6 +205,7 @@ type upstream struct {
 	tokens  *tokenSource
 	metrics *metrics
 	log     *slog.Logger
+	replay  *replayBudget
 
 	// The CA bundle is re-read when it changes, so that a rotation of the cluster's CA
 	// (kube-root-ca.crt then holds both CAs) does not need a restart.
@@ -135,12 +216,12 @@ type upstream struct {
 	cur        atomic.Pointer[transports]
 }
 
-func newUpstream(caFile string, tokens *tokenSource, m *metrics, log *slog.Logger) (*upstream, error) {
+func newUpstream(caFile string, tokens *tokenSource, m *metrics, log *slog.Logger, replay *replayBudget) (*upstream, error) {
 	t, err := loadTransports(caFile)
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{tokens: tokens, metrics: m, log: log, caFile: caFile, caInterval: caCheckInterval}
+	u := &upstream{tokens: tokens, metrics: m, log: log, replay: replay, caFile: caFile, caInterval: caCheckInterval}
 	u.cur.Store(t)
 	u.caNext.Store(time.Now().Add(u.caInterval).UnixNano())
 	return u, nil
@@ -185,31 +266,35 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 
-	// Keep a small body, so that it can be sent again.
-	var body []byte
+	// Keep a small body, so that it can be sent again, while the budget allows.
+	var body *replayBody
 	retryable := req.Body == nil || req.Body == http.NoBody
-	if !retryable && req.ContentLength > 0 && req.ContentLength <= maxReplayBody {
-		body = make([]byte, req.ContentLength)
-		_, err := io.ReadFull(req.Body, body)
+	if !retryable && req.ContentLength > 0 && req.ContentLength <= maxReplayBody && u.replay.take(req.ContentLength) {
+		data := make([]byte, req.ContentLength)
+		_, err := io.ReadFull(req.Body, data)
 		req.Body.Close()
+		body = newReplayBody(data, u.replay)
+		defer body.release()
 		if err != nil {
 			return nil, fmt.Errorf("reading the request body: %w", err)
 		}
 		r2 := req.WithContext(req.Context()) // a shallow copy: a RoundTripper must not modify req
-		r2.Body = io.NopCloser(bytes.NewReader(body))
+		r2.Body = body.reader()
 		req, retryable = r2, true
 	}
 
 	used := req.Header["Authorization"]
 	resp, err := t.normal.RoundTrip(req)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || !retryable || req.Context().Err() != nil {
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || req.Context().Err() != nil {
 		u.metrics.upstream(time.Since(start))
 		return resp, err
 	}
+	// Re-read the token even when the body cannot be sent again, so that the next request
+	// goes out with the new one.
 	auth := u.tokens.reloadAfterUnauthorized(used)
-	if auth == nil {
+	if auth == nil || !retryable {
 		u.metrics.upstream(time.Since(start))
-		return resp, nil // same token: the 401 stands
+		return resp, nil // same token, or nothing to send again: the 401 stands
 	}
 	// Drain a little so that the connection can be reused (HTTP/1.1), then retry.
 	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
@@ -217,7 +302,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	retry := req.Clone(req.Context())
 	retry.Header["Authorization"] = auth
 	if body != nil {
-		retry.Body = io.NopCloser(bytes.NewReader(body))
+		retry.Body = body.reader()
 	}
 	resp, err = t.normal.RoundTrip(retry)
 	u.metrics.upstream(time.Since(start))
