@@ -749,7 +749,18 @@ func TestDrain(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the drain did not end the watch")
 	}
-	if _, err := net.DialTimeout("tcp", f.srv.Addr().String(), time.Second); err == nil {
+	// The drain ends watches first and then closes the listener: wait for the refusal.
+	refused := false
+	for deadline := time.Now().Add(3 * time.Second); !refused && time.Now().Before(deadline); {
+		c, err := net.DialTimeout("tcp", f.srv.Addr().String(), time.Second)
+		if err != nil {
+			refused = true
+			break
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !refused {
 		t.Error("the listener still accepts connections while draining")
 	}
 	close(release)
