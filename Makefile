@@ -81,9 +81,10 @@ demo: build envtest ## Run the whole path locally, no cluster: API server, webho
 ##@ Build
 
 .PHONY: build
-build: ## Build the api-access-injector and api-proxy binaries into bin/.
+build: ## Build the api-access-injector, api-proxy and kubectl-apiaccess binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/api-access-injector ./cmd/api-access-injector
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/api-proxy ./cmd/api-proxy
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/kubectl-apiaccess ./cmd/kubectl-apiaccess
 
 .PHONY: run
 run: build ## Run the webhook against the cluster of KUBECONFIG (serving certificate in --cert-dir).

@@ -17,6 +17,8 @@ through an injected api-proxy sidecar.
 Usage:
   api-access-injector webhook [flags]       serve the mutating admission webhook
   api-access-injector inject -f FILE|- [flags]  inject manifests offline, YAML to stdout
+  api-access-injector explain (NAME | TYPE/NAME | -f FILE) [flags]
+                                            say whether a pod would be injected, and why
   api-access-injector version               print the version
 
 Run "api-access-injector COMMAND -h" for the flags of a command.
@@ -44,7 +46,9 @@ func run(args []string) error {
 		return runWebhook(args[1:])
 	case "inject":
 		return runInject(args[1:], os.Stdin, os.Stdout, os.Stderr)
-	case "version":
+	case "explain":
+		return runExplain(args[1:])
+	case "version", "--version", "-version":
 		fmt.Println(version.Get())
 		return nil
 	case "-h", "-help", "--help", "help":
