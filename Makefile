@@ -86,9 +86,16 @@ build: ## Build the api-access-injector, api-proxy and kubectl-apiaccess binarie
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/api-proxy ./cmd/api-proxy
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/kubectl-apiaccess ./cmd/kubectl-apiaccess
 
+# DEV_CERT_DIR holds the development serving certificate that `make run` serves (see dev-cert).
+DEV_CERT_DIR ?= $(LOCALBIN)/dev-certs
+
 .PHONY: run
-run: build ## Run the webhook against the cluster of KUBECONFIG (serving certificate in --cert-dir).
-	$(LOCALBIN)/api-access-injector webhook --config config/injector/config.yaml --log-console
+run: build dev-cert ## Run the webhook against the cluster of KUBECONFIG, serving a development certificate.
+	$(LOCALBIN)/api-access-injector webhook --config config/injector/config.yaml --log-console --cert-dir $(DEV_CERT_DIR)
+
+.PHONY: dev-cert
+dev-cert: ## Make a development CA and a serving certificate for localhost in DEV_CERT_DIR (kept while valid).
+	go run ./hack/devcert --dir $(DEV_CERT_DIR)
 
 .PHONY: docker-build
 docker-build: ## Build the webhook image (IMG) and the sidecar image (PROXY_IMG).

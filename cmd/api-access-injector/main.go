@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/api-access-injector/api-access-injector/internal/cliflag"
 	"github.com/api-access-injector/api-access-injector/internal/version"
 )
 
@@ -19,7 +20,7 @@ Usage:
   api-access-injector inject -f FILE|- [flags]  inject manifests offline, YAML to stdout
   api-access-injector explain (NAME | TYPE/NAME | -f FILE) [flags]
                                             say whether a pod would be injected, and why
-  api-access-injector version               print the version
+  api-access-injector version               print the version (also --version)
 
 Run "api-access-injector COMMAND -h" for the flags of a command.
 `
@@ -61,6 +62,7 @@ func run(args []string) error {
 
 // parseFlags parses a subcommand's flags, printing its usage on error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.Usage = cliflag.Usage(fs, "api-access-injector "+fs.Name()+" [flags]")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
