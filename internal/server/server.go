@@ -88,6 +88,7 @@ func New(restConfig *rest.Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	s := &Server{Manager: mgr, opts: o, log: ctrl.Log.WithName("server")}
+	watchCertExpiry(o.CertDir)
 	// The manager starts the webhook server once mgr.GetWebhookServer has been called (at
 	// once if the manager runs already): so that is done only once there is a certificate.
 	serve := func() {
