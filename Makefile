@@ -9,6 +9,9 @@ CONTAINER_TOOL ?= docker
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # HELM_VERSION is the Helm CLI that `make helm` installs into bin/ (charts stay installable by Helm 3).
 HELM_VERSION ?= v4.3.1
+# PROMTOOL_VERSION is the Prometheus module whose promtool `make promtool` installs into bin/, to
+# check the chart's alert rules (prometheus/prometheus tags v3.X.Y as module version v0.3XX.Y).
+PROMTOOL_VERSION ?= v0.316.0
 # ENVTEST_K8S_VERSION is the Kubernetes version of the API server the tests run against.
 ENVTEST_K8S_VERSION ?= 1.37.2
 # FUZZTIME, when set (e.g. 5m), overrides the budget of every fuzz target.
@@ -17,6 +20,7 @@ FUZZTIME ?=
 LDFLAGS := -s -w -X github.com/api-access-injector/api-access-injector/internal/version.Version=$(VERSION)
 LOCALBIN ?= $(CURDIR)/bin
 HELM ?= $(LOCALBIN)/helm
+PROMTOOL ?= $(LOCALBIN)/promtool
 # Where the envtest binaries are; provisioned by `make envtest`, outside the clone.
 ENVTEST_ASSETS = $(shell ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)
 
@@ -48,8 +52,8 @@ verify: ## Fail if code is not gofmt-clean or go.mod/go.sum are not tidy.
 	go mod tidy -diff
 
 .PHONY: test
-test: verify vet envtest helm ## Run every test: unit, envtest end-to-end, chart, and each fuzz target briefly.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" go test -race -count=1 ./...
+test: verify vet envtest helm promtool ## Run every test: unit, envtest end-to-end, chart, and each fuzz target briefly.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target runs a fixed number of executions (about ten seconds on 2 cores), not a
@@ -123,6 +127,11 @@ undeploy: ## Delete what deploy applied.
 helm: $(HELM) ## Install the Helm CLI (HELM_VERSION) into bin/, from the Go module proxy.
 $(HELM):
 	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Install promtool (PROMTOOL_VERSION) into bin/, from the Go module proxy, to check the chart's alerts.
+$(PROMTOOL):
+	GOBIN=$(LOCALBIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 .PHONY: envtest
 envtest: ## Provision kube-apiserver, etcd and kubectl for ENVTEST_K8S_VERSION, cached outside the clone.
