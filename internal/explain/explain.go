@@ -214,13 +214,16 @@ func (e *Explainer) dryRun(ctx context.Context, pod *corev1.Pod, live bool) *Dry
 	sent := pod.DeepCopy()
 	sent.ResourceVersion, sent.UID, sent.ManagedFields, sent.OwnerReferences = "", "", nil, nil
 	sent.CreationTimestamp, sent.DeletionTimestamp, sent.Status = metav1.Time{}, nil, corev1.PodStatus{}
-	if live || sent.Name == "" {
-		// A name that exists would be refused; a generated one is never stored by a dry-run.
-		base := sent.Name
-		if base == "" {
-			base = strings.TrimSuffix(sent.GenerateName, "-")
-		}
-		sent.Name, sent.GenerateName = "", base+"-"
+	// Always a generated name: the pod's own may exist (it does for a live pod), and a
+	// dry-run stores nothing under the generated one.
+	if sent.Name != "" {
+		sent.GenerateName = sent.Name + "-"
+	}
+	if sent.GenerateName == "" {
+		sent.GenerateName = "explain-"
+	}
+	sent.Name = ""
+	if live {
 		sent.Spec.NodeName = ""
 	}
 	warnings := &warningRecorder{}
