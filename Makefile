@@ -124,14 +124,14 @@ undeploy: ## Delete what deploy applied.
 ##@ Dependencies
 
 .PHONY: helm
-helm: $(HELM) ## Install the Helm CLI (HELM_VERSION) into bin/, from the Go module proxy.
+helm: $(HELM) ## Install the Helm CLI (HELM_VERSION) into bin/, built once per machine from the Go module proxy.
 $(HELM):
-	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	hack/install-tool.sh $(HELM) helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
 .PHONY: promtool
-promtool: $(PROMTOOL) ## Install promtool (PROMTOOL_VERSION) into bin/, from the Go module proxy, to check the chart's alerts.
+promtool: $(PROMTOOL) ## Install promtool (PROMTOOL_VERSION) into bin/, built once per machine from the Go module proxy, to check the chart's alerts.
 $(PROMTOOL):
-	GOBIN=$(LOCALBIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	hack/install-tool.sh $(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 .PHONY: envtest
 envtest: ## Provision kube-apiserver, etcd and kubectl for ENVTEST_K8S_VERSION, cached outside the clone.
