@@ -63,5 +63,8 @@ func FuzzParseOptions(f *testing.F) {
 				t.Errorf("accepted an empty container name from %q", containers)
 			}
 		}
+		if o.ReadOnly && !o.IsolateToken {
+			t.Errorf("a read-only pod keeps its own token (read-only %q, isolate-token %q)", readOnly, isolate)
+		}
 	})
 }

@@ -94,6 +94,16 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 	}
 	o.ReadOnly = parseBool(&r, annotations, ReadOnlyAnnotation)
 	o.IsolateToken = parseBool(&r, annotations, IsolateTokenAnnotation)
+	if o.ReadOnly {
+		// A read-only pod keeps no credential of its own: with its own token the app would
+		// write straight to the API server, and read-only would be advice, not a boundary.
+		// So read-only implies isolate-token, and the one combination that would leave the app
+		// a token is refused rather than silently overridden.
+		if v := annotations[IsolateTokenAnnotation]; v == "false" {
+			r.annotation(IsolateTokenAnnotation, v, ReadOnlyIsolateTokenAdvice)
+		}
+		o.IsolateToken = true
+	}
 	if v, ok := annotations[ContainersAnnotation]; ok {
 		for name := range strings.SplitSeq(v, ",") {
 			name = strings.TrimSpace(name)
@@ -106,6 +116,12 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 	}
 	return o, r.orNil()
 }
+
+// ReadOnlyIsolateTokenAdvice ends the refusal of isolate-token "false" on a read-only pod. Its
+// wording is stable: the chart's ValidatingAdmissionPolicy gives the same message for workloads.
+const ReadOnlyIsolateTokenAdvice = `a pod with ` + ReadOnlyAnnotation + `: "true" keeps no service-account token of its own, ` +
+	`or the app could write with it without going through the proxy; remove the annotation (read-only implies it) ` +
+	`or set ` + ReadOnlyAnnotation + `: "false"`
 
 // decimal is the only spelling of an integer annotation: no sign, no leading zero, no
 // spaces. strconv.ParseInt alone would read "+8001" and "08001" as 8001, so a value that

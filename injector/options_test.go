@@ -131,3 +131,58 @@ func TestUserAnnotationsMatchTheConstants(t *testing.T) {
 		t.Errorf("userAnnotations (options.go) differs from annotations.go (-annotations.go +options.go):\n%s", diff)
 	}
 }
+
+// TestReadOnlyKeepsNoCredential: a read-only pod keeps no service-account token of its own,
+// or the app could write with it straight to the API server. read-only implies isolate-token;
+// the one combination that would leave the app a token, isolate-token "false", is refused.
+func TestReadOnlyKeepsNoCredential(t *testing.T) {
+	refused := `annotation apiaccess.io/isolate-token: invalid value "false": a pod with apiaccess.io/read-only: "true" keeps ` +
+		`no service-account token of its own, or the app could write with it without going through the proxy; ` +
+		`remove the annotation (read-only implies it) or set apiaccess.io/read-only: "false"`
+	tests := []struct {
+		name                   string
+		readOnly, isolateToken string // "" leaves the annotation out
+		want                   Options
+		refusal                []string
+	}{
+		{"read-only implies isolate-token", "true", "", Options{ReadOnly: true, IsolateToken: true}, nil},
+		{"read-only with isolate-token", "true", "true", Options{ReadOnly: true, IsolateToken: true}, nil},
+		{"read-only with isolate-token false is refused", "true", "false", Options{}, []string{refused}},
+		{"isolate-token alone", "", "true", Options{IsolateToken: true}, nil},
+		{"read-write keeps the token by default", "false", "", Options{}, nil},
+		{"read-write with isolate-token false", "false", "false", Options{}, nil},
+		{"invalid read-only is refused alone", "yes", "false", Options{},
+			[]string{`annotation apiaccess.io/read-only: invalid value "yes": must be "true" or "false"`}},
+	}
+	cfg := testConfig()
+	cfg.Default()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			annotations := map[string]string{}
+			if tt.readOnly != "" {
+				annotations[ReadOnlyAnnotation] = tt.readOnly
+			}
+			if tt.isolateToken != "" {
+				annotations[IsolateTokenAnnotation] = tt.isolateToken
+			}
+			o, err := ParseOptions(annotations, &cfg)
+			if tt.refusal != nil {
+				r, ok := err.(*Refusal)
+				if !ok {
+					t.Fatalf("error = %v, want a *Refusal", err)
+				}
+				if diff := cmp.Diff(tt.refusal, r.Reasons); diff != "" {
+					t.Errorf("reasons (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			got := Options{ReadOnly: o.ReadOnly, IsolateToken: o.IsolateToken}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("options (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -43,6 +43,9 @@ var badAnnotations = []struct {
 		injector.ContainersAnnotation: ","}},
 	{"unknown key", map[string]string{injector.InjectAnnotation: "true", "apiaccess.io/readonly": "true"}},
 	{"unknown keys, sorted", map[string]string{"apiaccess.io/zz": "1", "apiaccess.io/Port": "1", "apiaccess.io/a": "1", "apiaccess.io/readonly": "true"}},
+	{"read-only with isolate-token false", map[string]string{injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false"}},
+	{"read-only with isolate-token false and a bad port", map[string]string{injector.ProxyPortAnnotation: "1",
+		injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false", injector.ContainersAnnotation: ""}},
 	{"unknown key and a bad value", map[string]string{"apiaccess.io/proxyport": "9000", injector.ProxyPortAnnotation: "0"}},
 }
 
@@ -59,7 +62,7 @@ func TestWorkloadRefusalsMatchTheWebhook(t *testing.T) {
 		annotations map[string]string
 	}{"valid", map[string]string{
 		injector.InjectAnnotation: "false", injector.ProxyPortAnnotation: "9000", injector.TokenExpirationSecondsAnnotation: "600",
-		injector.TokenAudienceAnnotation: "vault", injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false",
+		injector.TokenAudienceAnnotation: "vault", injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "true",
 		injector.ContainersAnnotation: "app", injector.StatusAnnotation: "{}", injector.KubeconfigAnnotation: "x"}})
 	for _, tt := range rows {
 		t.Run(tt.name, func(t *testing.T) {
