@@ -109,6 +109,17 @@ type Config struct {
 	// for the app containers that points at the API listener, with the namespace read from
 	// ServiceAccountDir (see Kubeconfig).
 	KubeconfigOut string
+	// TLSPort, when not 0, is the port of transparent mode's second listener, on Address: it
+	// serves the API over TLS with a certificate for TransparentNames(ClusterDomain) and the
+	// loopback addresses, from a CA created at start whose keys never leave memory.
+	TLSPort int
+	// ClusterDomain is the cluster's DNS domain, for the certificate's name
+	// kubernetes.default.svc.<ClusterDomain>. Default DefaultClusterDomain.
+	ClusterDomain string
+	// ServiceAccountOut, when set (with TLSPort), is the directory where Run writes, before
+	// it serves, the service-account files of the app containers: ca.crt (the CA of the TLS
+	// listener), namespace, and token (PlaceholderToken, no credential).
+	ServiceAccountOut string
 	// ReplayBufferSize bounds, in bytes, the memory that request bodies kept for a retry after
 	// a 401 hold together; a body that does not fit is sent once, unbuffered. 0 keeps none.
 	ReplayBufferSize int64
@@ -134,6 +145,7 @@ func DefaultConfig() Config {
 		HealthPort:        DefaultHealthPort,
 		ReplayBufferSize:  DefaultReplayBufferSize,
 		DrainTimeout:      DefaultDrainTimeout,
+		ClusterDomain:     DefaultClusterDomain,
 	}
 }
 
@@ -164,6 +176,13 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.KubeconfigOut, "kubeconfig-out", c.KubeconfigOut, "If set, the file to write, before serving, a kubeconfig "+
 		"for the app containers: its only cluster is this proxy, its namespace the one in --serviceaccount-dir. "+
 		"It is written atomically with mode 0644.")
+	fs.IntVar(&c.TLSPort, "tls-port", c.TLSPort, "If not 0, also serve the API over TLS on --address and this port (transparent mode), "+
+		"with a certificate for kubernetes, kubernetes.default, kubernetes.default.svc, kubernetes.default.svc.<cluster-domain>, "+
+		"localhost and the loopback addresses, signed by a CA created at start whose keys never leave memory.")
+	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "The cluster's DNS domain, for the certificate of --tls-port.")
+	fs.StringVar(&c.ServiceAccountOut, "serviceaccount-out", c.ServiceAccountOut, "If set (with --tls-port), the directory to write, "+
+		"before serving, the app containers' service-account files: ca.crt (the CA of --tls-port), namespace, "+
+		"and a token that is no credential. Each is written atomically with mode 0644.")
 	fs.Var((*byteSize)(&c.ReplayBufferSize), "replay-buffer-size", "The most memory that request bodies kept for a retry after a 401 "+
 		"(a rotated token) may hold together, in bytes or with a Ki or Mi suffix. A body that does not fit is sent once, unbuffered. "+
 		"0 keeps none.")
@@ -181,6 +200,18 @@ func (c *Config) Validate() error {
 	if c.Port != 0 && c.Port == c.HealthPort {
 		errs = append(errs, fmt.Errorf("--port and --health-port are both %d: the health port listens on all interfaces, "+
 			"so it must differ from the API port", c.Port))
+	}
+	if c.TLSPort < 0 || c.TLSPort > 65535 {
+		errs = append(errs, fmt.Errorf("--tls-port %d is not a port: want 0 (off) to 65535", c.TLSPort))
+	}
+	if c.TLSPort != 0 && (c.TLSPort == c.Port || c.TLSPort == c.HealthPort) {
+		errs = append(errs, fmt.Errorf("--tls-port %d is also --port or --health-port: the three must differ", c.TLSPort))
+	}
+	if c.TLSPort != 0 && !isDomain(c.ClusterDomain) {
+		errs = append(errs, fmt.Errorf("--cluster-domain %q is not a DNS domain such as cluster.local", c.ClusterDomain))
+	}
+	if c.ServiceAccountOut != "" && c.TLSPort == 0 {
+		errs = append(errs, errors.New("--serviceaccount-out needs --tls-port: its ca.crt is the CA of the TLS listener"))
 	}
 	if c.Address == "" {
 		errs = append(errs, errors.New("--address is empty: want an IP address such as 127.0.0.1"))
@@ -240,6 +271,19 @@ func (c *Config) serverURL() (*url.URL, error) {
 		return nil, fmt.Errorf("--server %q: want no user, query or fragment", raw)
 	}
 	return u, nil
+}
+
+// isDomain reports whether s is a DNS domain: dot-separated DNS-1123 labels.
+func isDomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(s, ".") {
+		if len(l) > 63 || !namespaceRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
 }
 
 // compileList compiles a flag's regular expressions, reporting all bad ones together.

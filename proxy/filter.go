@@ -48,6 +48,12 @@ func newFilter(c *Config) (*filter, error) {
 // (https://github.com/kubernetes/kubectl/blob/master/pkg/proxy/proxy_server.go). --read-only
 // comes last and applies even with --disable-filter.
 func (f *filter) check(method, path, host string, header http.Header) string {
+	return f.checkHost(method, path, host, header, false)
+}
+
+// checkHost is check where hostOK, when true, accepts the host whatever --accept-hosts says
+// (transparent mode's TLS listener, for the names of its certificate).
+func (f *filter) checkHost(method, path, host string, header http.Header, hostOK bool) string {
 	if f.enabled {
 		if re := firstMatch(f.rejectPaths, path); re != nil {
 			return "path matches --reject-paths " + re.String()
@@ -58,7 +64,7 @@ func (f *filter) check(method, path, host string, header http.Header) string {
 		if firstMatch(f.acceptPaths, path) == nil {
 			return "path matches no --accept-paths pattern"
 		}
-		if !f.hostAccepted(host) {
+		if !hostOK && !f.hostAccepted(host) {
 			if h, ok := splitHostHeader(host); ok {
 				return "host " + quote(h) + " matches no --accept-hosts pattern"
 			}

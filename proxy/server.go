@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,13 +35,17 @@ type Server struct {
 
 	prefix apiPrefix
 
+	// ca and names serve transparent mode's TLS listener (nil without --tls-port).
+	ca    *servingCA
+	names tlsNames
+
 	// drain is cancelled when shutdown starts; long-running requests end on it.
 	drain    context.Context
 	drainNow context.CancelFunc
 	// upgrades counts upgraded connections, which http.Server.Shutdown does not wait for.
 	upgrades sync.WaitGroup
 
-	apiLn, healthLn net.Listener
+	apiLn, healthLn, tlsLn net.Listener
 }
 
 // New validates cfg, reads the credentials and builds the handlers. It does not listen.
@@ -62,6 +67,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.prefix = newAPIPrefix(cfg.APIPrefix)
+	if cfg.TLSPort != 0 {
+		if s.ca, err = newServingCA(TransparentNames(cfg.ClusterDomain), time.Now()); err != nil {
+			return nil, err
+		}
+		s.names = newTLSNames(cfg.ClusterDomain)
+	}
 
 	var errs []error
 	s.tokens, err = newTokenSource(filepath.Join(cfg.ServiceAccountDir, TokenFile), s.log, s.metrics)
@@ -118,7 +129,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p != r.URL.Path:
 		r = stripPrefix(r, p)
 	}
-	if msg := s.filter.check(r.Method, r.URL.Path, r.Host, r.Header); msg != "" {
+	// On the TLS listener, the names of its certificate are hosts too: in-cluster clients send
+	// Host: kubernetes.default.svc, which a DNS-rebinding page cannot, since the app's own
+	// /etc/hosts alone maps it to loopback and no browser would trust the certificate.
+	if msg := s.filter.checkHost(r.Method, r.URL.Path, r.Host, r.Header, r.TLS != nil && s.names.accepts(r.Host)); msg != "" {
 		s.reject(w, r, http.StatusForbidden, reasonForbidden, msg)
 		return
 	}
@@ -219,12 +233,46 @@ func (s *Server) Listen() error {
 		apiLn.Close()
 		return fmt.Errorf("listening for health checks: %w", err)
 	}
+	if s.cfg.TLSPort != 0 {
+		tlsLn, err := s.listenTLS()
+		if err != nil {
+			apiLn.Close()
+			healthLn.Close()
+			return err
+		}
+		s.tlsLn = tlsLn
+	}
 	s.apiLn, s.healthLn = apiLn, healthLn
 	return nil
 }
 
 // Addr returns the address the API is served on, once Listen succeeded.
 func (s *Server) Addr() net.Addr { return s.apiLn.Addr() }
+
+// TLSAddr returns the address of transparent mode's TLS listener, once Listen succeeded; nil
+// without --tls-port.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
+}
+
+// CACertPEM returns the PEM certificate of the CA that signed the TLS listener's certificate;
+// nil without --tls-port.
+func (s *Server) CACertPEM() []byte {
+	if s.ca == nil {
+		return nil
+	}
+	return s.ca.caPEM
+}
+
+func (s *Server) tlsAddr() string {
+	if a := s.TLSAddr(); a != nil {
+		return "https://" + a.String()
+	}
+	return ""
+}
 
 // HealthAddr returns the address of /healthz, /readyz and /metrics, once Listen succeeded.
 func (s *Server) HealthAddr() net.Addr { return s.healthLn.Addr() }
@@ -237,14 +285,17 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.writeKubeconfig(); err != nil {
+	if err := errors.Join(s.writeKubeconfig(), s.writeServiceAccount()); err != nil {
 		s.apiLn.Close()
 		s.healthLn.Close()
+		if s.tlsLn != nil {
+			s.tlsLn.Close()
+		}
 		return err
 	}
 	setSoftMemoryLimit(s.log, cgroupMemoryFiles)
 	s.log.Info("api-proxy serving the Kubernetes API", "address", "http://"+s.Addr().String(),
-		"health", s.HealthAddr().String(), "server", s.target.String(), "readOnly", s.cfg.ReadOnly,
+		"health", s.HealthAddr().String(), "tls", s.tlsAddr(), "server", s.target.String(), "readOnly", s.cfg.ReadOnly,
 		"filter", !s.cfg.DisableFilter, "namespace", readNamespace(s.cfg.ServiceAccountDir))
 	return s.Serve(ctx)
 }
@@ -269,9 +320,21 @@ func (s *Server) Serve(ctx context.Context) error {
 		IdleTimeout:       90 * time.Second,
 		ErrorLog:          errorLog,
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- api.Serve(s.apiLn) }()
 	go func() { errc <- health.Serve(s.healthLn) }()
+	var apiTLS *http.Server
+	if s.tlsLn != nil {
+		apiTLS = &http.Server{
+			Handler:           s,
+			ReadHeaderTimeout: 30 * time.Second,
+			IdleTimeout:       90 * time.Second,
+			ErrorLog:          errorLog,
+			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{s.ca.cert}, MinVersion: tls.VersionTLS12},
+		}
+		// ServeTLS, not Serve on a TLS listener: it sets up HTTP/2 too, which client-go uses.
+		go func() { errc <- apiTLS.ServeTLS(s.tlsLn, "", "") }()
+	}
 
 	var serveErr error
 	select {
@@ -286,6 +349,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := api.Shutdown(dctx); err != nil {
 		errs = append(errs, fmt.Errorf("draining the API listener: %w", err))
 		api.Close()
+	}
+	if apiTLS != nil {
+		if err := apiTLS.Shutdown(dctx); err != nil {
+			errs = append(errs, fmt.Errorf("draining the TLS listener: %w", err))
+			apiTLS.Close()
+		}
 	}
 	upgradesDone := make(chan struct{})
 	go func() { s.upgrades.Wait(); close(upgradesDone) }()
