@@ -26,6 +26,13 @@ const (
 	// ContainersAnnotation is a comma-separated list of the containers (init or regular) that
 	// get the environment and kubeconfig; default all but the sidecar.
 	ContainersAnnotation = "apiaccess.io/containers"
+	// TransparentAnnotation ("true") points the target containers' in-cluster configuration
+	// at the sidecar: it also serves the API over TLS on loopback (Config.TransparentPort),
+	// and the containers get its CA, the namespace and a token that is no credential at
+	// TokenMountPath, KUBERNETES_SERVICE_HOST=127.0.0.1 and hostAliases for the API server's
+	// names, so that unmodified in-cluster clients go through the proxy. Implies
+	// IsolateTokenAnnotation.
+	TransparentAnnotation = "apiaccess.io/transparent"
 )
 
 // Pod annotations that the injector writes, or wrote.
@@ -61,6 +68,13 @@ const (
 	// where the sidecar's image cannot (`api-proxy write-kubeconfig`), placed right after
 	// the sidecar.
 	KubeconfigInitName = "apiaccess-kubeconfig"
+	// ServiceAccountVolumeName is transparent mode's memory-backed emptyDir, written by the
+	// sidecar (--serviceaccount-out) with the CA of its TLS listener, the namespace and a token
+	// that is no credential, and mounted read-only at TokenMountPath in the target containers.
+	ServiceAccountVolumeName = "apiaccess-serviceaccount"
+	// ServiceAccountOutPath is where the sidecar mounts ServiceAccountVolumeName to write it
+	// (its own TokenMountPath holds its real credentials).
+	ServiceAccountOutPath = "/var/run/apiaccess-serviceaccount"
 	// HealthPortName names the sidecar's health port (a port name has at most 15 characters).
 	HealthPortName = "apiproxy-health"
 
@@ -79,6 +93,20 @@ const (
 	KubeconfigEnvVar = "KUBECONFIG"
 	// KubeAPIURLEnvVar is the proxy's URL, for clients that speak plain HTTP.
 	KubeAPIURLEnvVar = "KUBE_API_URL"
+
+	// ServiceHostEnvVar, ServicePortEnvVar and ServicePortHTTPSEnvVar are what the kubelet
+	// sets for the API server's Service, and what in-cluster clients read; in transparent mode
+	// they point at the sidecar's TLS listener.
+	ServiceHostEnvVar      = "KUBERNETES_SERVICE_HOST"
+	ServicePortEnvVar      = "KUBERNETES_SERVICE_PORT"
+	ServicePortHTTPSEnvVar = "KUBERNETES_SERVICE_PORT_HTTPS"
+
+	// unprivilegedPortSysctl is the namespaced sysctl below which binding a port needs
+	// privileges (default 1024); a "safe" sysctl that Pod Security restricted allows
+	// (https://kubernetes.io/docs/tasks/administer-cluster/sysctl-cluster/#safe-and-unsafe-sysctls).
+	unprivilegedPortSysctl = "net.ipv4.ip_unprivileged_port_start"
+	// loopbackIP is where transparent mode's hostAliases send the API server's names.
+	loopbackIP = "127.0.0.1"
 
 	// builtinTokenVolumePrefix starts the name of the volume that the built-in
 	// ServiceAccount admission plugin adds (kube-api-access-<random>).
@@ -112,6 +140,15 @@ const (
 	MinTokenExpirationSeconds = 600
 	// MaxTokenExpirationSeconds is a day; longer-lived credentials defeat rotation.
 	MaxTokenExpirationSeconds = 86400
+
+	// DefaultTransparentPort is the port of the sidecar's TLS listener in transparent mode:
+	// that of the API server's Service, so that https://kubernetes.default.svc with no port
+	// (the docs' curl recipe) reaches it too. The pod's net.ipv4.ip_unprivileged_port_start
+	// is lowered so that the non-root sidecar may bind it.
+	DefaultTransparentPort = 443
+	// DefaultClusterDomain is the kubelet's default cluster domain, for the name
+	// kubernetes.default.svc.<domain>.
+	DefaultClusterDomain = "cluster.local"
 
 	// DefaultSidecarUser is the distroless "nonroot" user the proxy image runs as.
 	DefaultSidecarUser = 65532

@@ -29,6 +29,13 @@ type Config struct {
 	// TokenAudience is the audience of the sidecar's projected token, unless a pod sets
 	// TokenAudienceAnnotation. Empty means the API server's own audience.
 	TokenAudience string `json:"tokenAudience,omitempty"`
+	// TransparentPort is the port of the sidecar's TLS listener in pods with
+	// TransparentAnnotation, and what their KUBERNETES_SERVICE_PORT says. Default
+	// DefaultTransparentPort.
+	TransparentPort int32 `json:"transparentPort,omitempty"`
+	// ClusterDomain is the cluster's DNS domain, for the name kubernetes.default.svc.<domain>
+	// that transparent mode's certificate and hostAliases carry. Default DefaultClusterDomain.
+	ClusterDomain string `json:"clusterDomain,omitempty"`
 	// ExcludedNamespaces are never injected, whatever their labels, in addition to
 	// kube-system, kube-node-lease and the injector's own namespace (AlwaysExcludedNamespaces).
 	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
@@ -89,6 +96,12 @@ func (c *Config) Default() {
 	if c.TokenExpirationSeconds == 0 {
 		c.TokenExpirationSeconds = DefaultTokenExpirationSeconds
 	}
+	if c.TransparentPort == 0 {
+		c.TransparentPort = DefaultTransparentPort
+	}
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = DefaultClusterDomain
+	}
 	s := &c.Sidecar
 	if s.Mode == "" {
 		s.Mode = SidecarAPIProxy
@@ -143,6 +156,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Sidecar.HealthPort == c.ProxyPort {
 		add("sidecar.healthPort: %d is also the proxyPort; the two must differ", c.Sidecar.HealthPort)
+	}
+	if c.TransparentPort < 1 || c.TransparentPort > MaxProxyPort {
+		add("transparentPort: %d is out of range 1-%d", c.TransparentPort, MaxProxyPort)
+	}
+	if c.TransparentPort == c.ProxyPort || c.TransparentPort == c.Sidecar.HealthPort {
+		add("transparentPort: %d is also the proxyPort or sidecar.healthPort; the three must differ", c.TransparentPort)
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(c.ClusterDomain) {
+		add("clusterDomain: %q is not a DNS domain: %s", c.ClusterDomain, msg)
 	}
 	if c.Sidecar.RunAsUser < 1 {
 		add("sidecar.runAsUser: %d is not allowed: the sidecar must run as a non-root user", c.Sidecar.RunAsUser)

@@ -2,6 +2,7 @@ package injector
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 
@@ -13,26 +14,43 @@ func proxyURL(port int32) string {
 	return "http://127.0.0.1:" + strconv.Itoa(int(port))
 }
 
-// wire gives a container the kubeconfig mount and the two variables. A variable the user set
-// is kept, with a warning; one an earlier injection set (prev) is updated.
-func wire(c *corev1.Container, port int32, prev Status, injected bool) (warnings []string) {
-	mount := corev1.VolumeMount{Name: KubeconfigVolumeName, MountPath: KubeconfigMountPath, ReadOnly: true}
-	if i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == KubeconfigVolumeName }); i >= 0 {
-		c.VolumeMounts[i] = mount
-	} else {
-		c.VolumeMounts = append(c.VolumeMounts, mount)
+// wire gives a container the kubeconfig mount and the two variables, and in transparent mode
+// (tlsPort not 0) the service-account mount and the in-cluster variables that point at the
+// sidecar's TLS listener. A variable the user set is kept, with a warning; one an earlier
+// injection set (prev) is updated.
+func wire(c *corev1.Container, port, tlsPort int32, prev Status, injected bool) (warnings []string) {
+	mounts := []corev1.VolumeMount{{Name: KubeconfigVolumeName, MountPath: KubeconfigMountPath, ReadOnly: true}}
+	if tlsPort != 0 {
+		mounts = append(mounts, corev1.VolumeMount{Name: ServiceAccountVolumeName, MountPath: TokenMountPath, ReadOnly: true})
+	}
+	for _, mount := range mounts {
+		if i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == mount.Name }); i >= 0 {
+			c.VolumeMounts[i] = mount
+		} else {
+			c.VolumeMounts = append(c.VolumeMounts, mount)
+		}
 	}
 	ours := injected && slices.Contains(prev.Containers, c.Name)
-	for _, v := range []struct{ name, value, previous string }{
+	vars := []struct{ name, value, previous string }{
 		{KubeconfigEnvVar, kubeconfigPath, kubeconfigPath},
 		{KubeAPIURLEnvVar, proxyURL(port), proxyURL(prev.Port)},
-	} {
+	}
+	if tlsPort != 0 {
+		for _, v := range transparentEnv(tlsPort) {
+			previous := ""
+			if prev.TransparentPort != 0 {
+				previous = envValue(transparentEnv(prev.TransparentPort), v.Name)
+			}
+			vars = append(vars, struct{ name, value, previous string }{v.Name, v.Value, previous})
+		}
+	}
+	for _, v := range vars {
 		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v.name })
 		switch {
 		case i < 0:
 			c.Env = append(c.Env, corev1.EnvVar{Name: v.name, Value: v.value})
 		case c.Env[i].ValueFrom == nil && c.Env[i].Value == v.value:
-		case ours && c.Env[i].ValueFrom == nil && c.Env[i].Value == v.previous:
+		case ours && v.previous != "" && c.Env[i].ValueFrom == nil && c.Env[i].Value == v.previous:
 			c.Env[i].Value = v.value
 		default:
 			warnings = append(warnings, fmt.Sprintf("container %q sets %s itself; it was kept, so this container may not use the %s sidecar",
@@ -40,4 +58,34 @@ func wire(c *corev1.Container, port int32, prev Status, injected bool) (warnings
 		}
 	}
 	return warnings
+}
+
+// transparentEnv is what the kubelet sets for the API server's Service, pointed at the
+// sidecar's TLS listener on loopback: the KUBERNETES_SERVICE_* variables that client libraries
+// read, and the Docker-link style KUBERNETES_PORT* ones, so that no variable of the app's
+// names the API server itself. The Service's port is 443 in every cluster, hence the names
+// KUBERNETES_PORT_443_TCP*.
+func transparentEnv(tlsPort int32) []corev1.EnvVar {
+	port := strconv.Itoa(int(tlsPort))
+	addr := "tcp://" + net.JoinHostPort(loopbackIP, port)
+	return []corev1.EnvVar{
+		{Name: ServiceHostEnvVar, Value: loopbackIP},
+		{Name: ServicePortEnvVar, Value: port},
+		{Name: ServicePortHTTPSEnvVar, Value: port},
+		{Name: "KUBERNETES_PORT", Value: addr},
+		{Name: "KUBERNETES_PORT_443_TCP", Value: addr},
+		{Name: "KUBERNETES_PORT_443_TCP_PROTO", Value: "tcp"},
+		{Name: "KUBERNETES_PORT_443_TCP_PORT", Value: port},
+		{Name: "KUBERNETES_PORT_443_TCP_ADDR", Value: loopbackIP},
+	}
+}
+
+// envValue returns the value of the variable name in env, "" if absent.
+func envValue(env []corev1.EnvVar, name string) string {
+	for _, e := range env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }

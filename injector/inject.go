@@ -2,6 +2,7 @@ package injector
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,6 +83,14 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	}
 	spec.Volumes = upsertVolume(spec.Volumes, tokenVolume(opts))
 	spec.Volumes = upsertVolume(spec.Volumes, kubeconfigVolume())
+	volumes := []string{TokenVolumeName, KubeconfigVolumeName}
+	var tlsPort int32
+	if opts.Transparent {
+		tlsPort = i.cfg.TransparentPort
+		spec.Volumes = upsertVolume(spec.Volumes, serviceAccountVolume())
+		volumes = append(volumes, ServiceAccountVolumeName)
+		i.transparentPodSpec(spec)
+	}
 	// An earlier injection's sidecar is updated where it is, not removed and inserted again:
 	// the API server re-runs its own admission plugins before it reinvokes this webhook, and
 	// what they added to the sidecar must survive, or their validation half refuses the pod
@@ -100,7 +109,7 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 			continue
 		}
 		names = append(names, c.Name)
-		warnings = append(warnings, wire(c, opts.ProxyPort, prev, injected)...)
+		warnings = append(warnings, wire(c, opts.ProxyPort, tlsPort, prev, injected)...)
 	}
 
 	if pod.Annotations == nil {
@@ -109,13 +118,14 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	// Written by earlier versions and fed a live kubeconfig file; now it would only mislead.
 	delete(pod.Annotations, KubeconfigAnnotation)
 	status := Status{
-		Version:      i.cfg.Version,
-		Sidecar:      SidecarName,
-		Volumes:      []string{TokenVolumeName, KubeconfigVolumeName},
-		Containers:   names,
-		Port:         opts.ProxyPort,
-		ReadOnly:     opts.ReadOnly,
-		IsolateToken: opts.IsolateToken,
+		Version:         i.cfg.Version,
+		Sidecar:         SidecarName,
+		Volumes:         volumes,
+		Containers:      names,
+		Port:            opts.ProxyPort,
+		ReadOnly:        opts.ReadOnly,
+		IsolateToken:    opts.IsolateToken,
+		TransparentPort: tlsPort,
 	}
 	if i.cfg.Sidecar.Mode == SidecarKubectl {
 		status.InitContainers = []string{KubeconfigInitName}
@@ -153,7 +163,7 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 		}
 	}
 	for _, v := range spec.Volumes {
-		if (v.Name == TokenVolumeName || v.Name == KubeconfigVolumeName) && !(injected && prev.owns(v.Name)) {
+		if (v.Name == TokenVolumeName || v.Name == KubeconfigVolumeName || v.Name == ServiceAccountVolumeName) && !(injected && prev.owns(v.Name)) {
 			r.add("volume %q: the name is reserved for the injected volumes; rename the volume", v.Name)
 		}
 	}
@@ -168,6 +178,10 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 				r.add("container %q: port %d is used by the %s sidecar (proxy port %d, health port %d); "+
 					"choose another port, or set %s to move the proxy", c.Name, p.ContainerPort, SidecarName,
 					opts.ProxyPort, i.cfg.Sidecar.HealthPort, ProxyPortAnnotation)
+			case opts.Transparent && p.ContainerPort == i.cfg.TransparentPort:
+				// Like the health port, the injector's configuration sets it for every pod.
+				r.add("container %q: port %d is used by the %s sidecar as its TLS port in transparent mode, which the injector's configuration sets for every pod (transparentPort); "+
+					"choose another port for the container, or remove the %s annotation", c.Name, p.ContainerPort, SidecarName, TransparentAnnotation)
 			case i.cfg.Sidecar.Mode == SidecarAPIProxy && p.ContainerPort == i.cfg.Sidecar.HealthPort:
 				// The health port is the injector's configuration, not the pod's: no
 				// annotation moves it, so do not suggest one.
@@ -194,10 +208,17 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 				r.add("container %q: mount path %s is used by volume %q; the injected kubeconfig is mounted there: "+
 					"mount the volume elsewhere, or leave the container out of %s", c.Name, KubeconfigMountPath, m.Name, ContainersAnnotation)
 			}
+			if opts.Transparent && path.Clean(m.MountPath) == TokenMountPath && m.Name != ServiceAccountVolumeName && !builtinTokenMount(spec, m.Name) {
+				r.add("container %q: mount path %s is used by volume %q; with %s: \"true\" the sidecar's service-account files are mounted there: "+
+					"mount the volume elsewhere, or leave the container out of %s", c.Name, TokenMountPath, m.Name, TransparentAnnotation, ContainersAnnotation)
+			}
 		}
 	}
 	if opts.IsolateToken {
 		checkIsolated(r, pod, opts, i.cfg.TokenAudience)
+	}
+	if opts.Transparent {
+		i.checkTransparent(r, spec)
 	}
 	return targets
 }

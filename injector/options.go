@@ -15,6 +15,8 @@ type Options struct {
 	TokenExpirationSeconds int64
 	ReadOnly               bool
 	IsolateToken           bool
+	// Transparent points the target containers' in-cluster configuration at the sidecar.
+	Transparent bool
 	// Containers names the containers to wire; nil means all but the sidecar.
 	Containers []string
 }
@@ -29,6 +31,7 @@ var userAnnotations = []string{
 	ReadOnlyAnnotation,
 	IsolateTokenAnnotation,
 	ContainersAnnotation,
+	TransparentAnnotation,
 }
 
 // writtenAnnotations are the keys under AnnotationPrefix that the injector itself writes, now
@@ -104,6 +107,15 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 		}
 		o.IsolateToken = true
 	}
+	o.Transparent = parseBool(&r, annotations, TransparentAnnotation)
+	if o.Transparent {
+		// The in-cluster token mount is where transparent mode mounts its own files, and an
+		// app left with its own token could bypass the proxy it was pointed at.
+		if v := annotations[IsolateTokenAnnotation]; v == "false" && !o.ReadOnly {
+			r.annotation(IsolateTokenAnnotation, v, TransparentIsolateTokenAdvice)
+		}
+		o.IsolateToken = true
+	}
 	if v, ok := annotations[ContainersAnnotation]; ok {
 		for name := range strings.SplitSeq(v, ",") {
 			name = strings.TrimSpace(name)
@@ -122,6 +134,11 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 const ReadOnlyIsolateTokenAdvice = `a pod with ` + ReadOnlyAnnotation + `: "true" keeps no service-account token of its own, ` +
 	`or the app could write with it without going through the proxy; remove the annotation (read-only implies it) ` +
 	`or set ` + ReadOnlyAnnotation + `: "false"`
+
+// TransparentIsolateTokenAdvice ends the refusal of isolate-token "false" on a transparent
+// pod. Its wording is stable: the chart's ValidatingAdmissionPolicy gives the same message.
+const TransparentIsolateTokenAdvice = `a pod with ` + TransparentAnnotation + `: "true" gets the sidecar's service-account files ` +
+	`in place of its own token; remove the annotation (transparent implies it) or set ` + TransparentAnnotation + `: "false"`
 
 // decimal is the only spelling of an integer annotation: no sign, no leading zero, no
 // spaces. strconv.ParseInt alone would read "+8001" and "08001" as 8001, so a value that

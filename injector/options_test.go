@@ -63,7 +63,7 @@ func TestIntegersAreParsedStrictly(t *testing.T) {
 
 func TestUnknownAnnotationKeys(t *testing.T) {
 	const known = "the keys users set are apiaccess.io/inject, apiaccess.io/proxy-port, apiaccess.io/token-audience, " +
-		"apiaccess.io/token-expiration-seconds, apiaccess.io/read-only, apiaccess.io/isolate-token, apiaccess.io/containers"
+		"apiaccess.io/token-expiration-seconds, apiaccess.io/read-only, apiaccess.io/isolate-token, apiaccess.io/containers, apiaccess.io/transparent"
 	tests := []struct {
 		name        string
 		annotations map[string]string

@@ -25,6 +25,17 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 	}
 	// Written before the startupProbe can pass, so before any app container starts.
 	args = append(args, "--kubeconfig-out="+kubeconfigPath)
+	mounts := []corev1.VolumeMount{
+		{Name: TokenVolumeName, MountPath: TokenMountPath, ReadOnly: true},
+		{Name: KubeconfigVolumeName, MountPath: KubeconfigMountPath},
+	}
+	if opts.Transparent {
+		args = append(args,
+			"--tls-port="+strconv.Itoa(int(i.cfg.TransparentPort)),
+			"--cluster-domain="+i.cfg.ClusterDomain,
+			"--serviceaccount-out="+ServiceAccountOutPath)
+		mounts = append(mounts, corev1.VolumeMount{Name: ServiceAccountVolumeName, MountPath: ServiceAccountOutPath})
+	}
 	health := intstr.FromInt32(s.HealthPort)
 	c := corev1.Container{
 		Name:            SidecarName,
@@ -34,11 +45,8 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 		Ports: []corev1.ContainerPort{{
 			Name: HealthPortName, ContainerPort: s.HealthPort, Protocol: corev1.ProtocolTCP,
 		}},
-		Resources: *s.Resources.DeepCopy(),
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: TokenVolumeName, MountPath: TokenMountPath, ReadOnly: true},
-			{Name: KubeconfigVolumeName, MountPath: KubeconfigMountPath},
-		},
+		Resources:    *s.Resources.DeepCopy(),
+		VolumeMounts: mounts,
 		// A native sidecar: started before the other init containers, kept running, and
 		// stopped after the app, so that Jobs complete
 		// (https://kubernetes.io/docs/concepts/workloads/pods/sidecar-containers/).

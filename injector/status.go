@@ -26,6 +26,9 @@ type Status struct {
 	ReadOnly bool `json:"readOnly,omitempty"`
 	// IsolateToken is true when the app containers' own token mounts were removed.
 	IsolateToken bool `json:"isolateToken,omitempty"`
+	// TransparentPort is, in transparent mode, the port of the sidecar's TLS listener that the
+	// containers' KUBERNETES_SERVICE_PORT names; 0 otherwise.
+	TransparentPort int32 `json:"transparentPort,omitempty"`
 }
 
 // ParseStatus reads the status annotation of a pod; ok is false when there is none or it is

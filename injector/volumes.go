@@ -50,6 +50,14 @@ func kubeconfigVolume() corev1.Volume {
 	}
 }
 
+// serviceAccountVolume is transparent mode's volume of the app's service-account files, an
+// emptyDir that the sidecar fills when it starts, for the reasons kubeconfigVolume gives.
+func serviceAccountVolume() corev1.Volume {
+	v := kubeconfigVolume()
+	v.Name = ServiceAccountVolumeName
+	return v
+}
+
 // kubeconfigVolumeSize is far more than a kubeconfig of a few hundred bytes needs.
 const kubeconfigVolumeSize = "1Mi"
 

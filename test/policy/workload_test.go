@@ -46,6 +46,10 @@ var badAnnotations = []struct {
 	{"read-only with isolate-token false", map[string]string{injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false"}},
 	{"read-only with isolate-token false and a bad port", map[string]string{injector.ProxyPortAnnotation: "1",
 		injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false", injector.ContainersAnnotation: ""}},
+	{"transparent not a boolean", map[string]string{injector.TransparentAnnotation: "yes"}},
+	{"transparent with isolate-token false", map[string]string{injector.TransparentAnnotation: "true", injector.IsolateTokenAnnotation: "false"}},
+	{"transparent and read-only with isolate-token false", map[string]string{injector.TransparentAnnotation: "true",
+		injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false"}},
 	{"unknown key and a bad value", map[string]string{"apiaccess.io/proxyport": "9000", injector.ProxyPortAnnotation: "0"}},
 }
 
@@ -63,7 +67,7 @@ func TestWorkloadRefusalsMatchTheWebhook(t *testing.T) {
 	}{"valid", map[string]string{
 		injector.InjectAnnotation: "false", injector.ProxyPortAnnotation: "9000", injector.TokenExpirationSecondsAnnotation: "600",
 		injector.TokenAudienceAnnotation: "vault", injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "true",
-		injector.ContainersAnnotation: "app", injector.StatusAnnotation: "{}", injector.KubeconfigAnnotation: "x"}})
+		injector.ContainersAnnotation: "app", injector.TransparentAnnotation: "true", injector.StatusAnnotation: "{}", injector.KubeconfigAnnotation: "x"}})
 	for _, tt := range rows {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := podFor("p", tt.annotations)

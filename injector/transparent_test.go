@@ -1,0 +1,155 @@
+package injector
+
+import (
+	"flag"
+	"io"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/api-access-injector/api-access-injector/proxy"
+)
+
+func transparentPod() *corev1.Pod {
+	return simplePod(map[string]string{InjectAnnotation: "true", TransparentAnnotation: "true"})
+}
+
+// TestTransparentRefusals: what transparent mode cannot coexist with is refused, naming the
+// field and what to do.
+func TestTransparentRefusals(t *testing.T) {
+	tests := []struct {
+		name    string
+		kubectl bool
+		mutate  func(*corev1.Pod)
+		want    []string
+	}{
+		{"kubectl mode", true, func(*corev1.Pod) {},
+			[]string{`annotation apiaccess.io/transparent: "true" needs the api-proxy sidecar to serve the API over TLS, which kubectl proxy cannot`}},
+		{"isolate-token false", false, annotate(IsolateTokenAnnotation, "false"),
+			[]string{`annotation apiaccess.io/isolate-token: invalid value "false": ` + TransparentIsolateTokenAdvice}},
+		{"TLS port declared", false, func(p *corev1.Pod) { p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 443}} },
+			[]string{`container "app": port 443 is used by the api-proxy sidecar as its TLS port in transparent mode`}},
+		{"service-account path taken", false, func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "mine", MountPath: TokenMountPath + "/"}}
+		}, []string{`container "app": mount path /var/run/secrets/kubernetes.io/serviceaccount is used by volume "mine"`}},
+		{"API server name aliased elsewhere", false, func(p *corev1.Pod) {
+			p.Spec.HostAliases = []corev1.HostAlias{{IP: "10.0.0.1", Hostnames: []string{"kubernetes.default.svc"}}}
+		}, []string{`spec.hostAliases: kubernetes.default.svc is mapped to 10.0.0.1`}},
+		{"unprivileged ports start above the TLS port", false, func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: unprivilegedPortSysctl, Value: "1024"}}}
+		}, []string{`spec.securityContext.sysctls: net.ipv4.ip_unprivileged_port_start=1024 keeps the non-root api-proxy sidecar from binding port 443`}},
+		{"volume named apiaccess-serviceaccount", false, func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: ServiceAccountVolumeName})
+		}, []string{`volume "apiaccess-serviceaccount": the name is reserved`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inj := newInjector(t)
+			if tt.kubectl {
+				inj = newKubectlInjector(t)
+			}
+			pod := transparentPod()
+			tt.mutate(pod)
+			before := pod.DeepCopy()
+			_, err := inj.Mutate(Namespace{Name: "team-a"}, pod)
+			assertRefusal(t, err, tt.want, nil)
+			if diff := cmp.Diff(before, pod); diff != "" {
+				t.Errorf("a refused pod was changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestTransparentAccepts: what transparent mode tolerates, and what it keeps of the pod.
+func TestTransparentAccepts(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*corev1.Pod)
+		check  func(*testing.T, *corev1.Pod)
+	}{
+		{"a sysctl already low enough is kept", func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: unprivilegedPortSysctl, Value: "80"}}}
+		}, func(t *testing.T, p *corev1.Pod) {
+			if diff := cmp.Diff([]corev1.Sysctl{{Name: unprivilegedPortSysctl, Value: "80"}}, p.Spec.SecurityContext.Sysctls); diff != "" {
+				t.Errorf("sysctls (-want +got):\n%s", diff)
+			}
+		}},
+		{"a user's own loopback alias is kept beside ours", func(p *corev1.Pod) {
+			p.Spec.HostAliases = []corev1.HostAlias{{IP: "127.0.0.1", Hostnames: []string{"cache.local"}}}
+		}, func(t *testing.T, p *corev1.Pod) {
+			if len(p.Spec.HostAliases) != 2 || p.Spec.HostAliases[0].Hostnames[0] != "cache.local" {
+				t.Errorf("hostAliases %+v: want the user's, then ours", p.Spec.HostAliases)
+			}
+		}},
+		{"a user's KUBERNETES_SERVICE_HOST is kept, with a warning", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: ServiceHostEnvVar, Value: "10.0.0.1"}}
+		}, func(t *testing.T, p *corev1.Pod) {
+			if got := envValue(p.Spec.Containers[0].Env, ServiceHostEnvVar); got != "10.0.0.1" {
+				t.Errorf("%s = %q, want the user's", ServiceHostEnvVar, got)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := transparentPod()
+			tt.mutate(pod)
+			if _, err := newInjector(t).Mutate(Namespace{Name: "team-a"}, pod); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, pod)
+		})
+	}
+}
+
+// TestTransparentArgsParseWithProxyFlags: the sidecar's transparent-mode arguments are flags
+// api-proxy takes, with the configured port and domain, and the directory it writes is the one
+// the app containers mount where in-cluster clients look.
+func TestTransparentArgsParseWithProxyFlags(t *testing.T) {
+	cfg := testConfig()
+	cfg.TransparentPort, cfg.ClusterDomain = 6443, "corp.example"
+	inj, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := transparentPod()
+	if _, err := inj.Mutate(Namespace{Name: "team-a"}, pod); err != nil {
+		t.Fatal(err)
+	}
+	sidecar := pod.Spec.InitContainers[0]
+	pc := proxy.DefaultConfig()
+	fs := flag.NewFlagSet("api-proxy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	pc.BindFlags(fs)
+	if err := fs.Parse(sidecar.Args); err != nil || fs.NArg() != 0 {
+		t.Fatalf("api-proxy refuses the injected args %q: %v", sidecar.Args, err)
+	}
+	if diff := cmp.Diff([]any{6443, "corp.example", ServiceAccountOutPath}, []any{pc.TLSPort, pc.ClusterDomain, pc.ServiceAccountOut}); diff != "" {
+		t.Errorf("tls-port, cluster-domain, serviceaccount-out (-want +got):\n%s", diff)
+	}
+	mount := func(c corev1.Container, volume string) string {
+		if i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == volume }); i >= 0 {
+			return c.VolumeMounts[i].MountPath
+		}
+		return ""
+	}
+	app := pod.Spec.Containers[0]
+	if diff := cmp.Diff([]string{ServiceAccountOutPath, TokenMountPath}, []string{mount(sidecar, ServiceAccountVolumeName), mount(app, ServiceAccountVolumeName)}); diff != "" {
+		t.Errorf("mounts of %s, sidecar and app (-want +got):\n%s", ServiceAccountVolumeName, diff)
+	}
+	if got := mount(app, "kube-api-access-abcde"); got != "" {
+		t.Errorf("the app still mounts its own token at %s", got)
+	}
+	if diff := cmp.Diff([]string{"127.0.0.1", "6443", "6443"}, []string{envValue(app.Env, ServiceHostEnvVar),
+		envValue(app.Env, ServicePortEnvVar), envValue(app.Env, ServicePortHTTPSEnvVar)}); diff != "" {
+		t.Errorf("service env (-want +got):\n%s", diff)
+	}
+	if pod.Spec.SecurityContext != nil && len(pod.Spec.SecurityContext.Sysctls) > 0 {
+		t.Errorf("sysctls %+v for a TLS port that needs no privilege", pod.Spec.SecurityContext.Sysctls)
+	}
+	if got := pod.Spec.HostAliases; len(got) != 1 || !slices.Contains(got[0].Hostnames, "kubernetes.default.svc.corp.example") {
+		t.Errorf("hostAliases %+v lack the cluster-domain form", got)
+	}
+}
