@@ -52,7 +52,7 @@ verify: ## Fail if code is not gofmt-clean or go.mod/go.sum are not tidy.
 	go mod tidy -diff
 
 .PHONY: test
-test: verify vet envtest helm promtool ## Run every test: unit, envtest end-to-end, chart, and each fuzz target briefly.
+test: verify vet envtest helm promtool clients ## Run every test: unit, envtest end-to-end, chart, and each fuzz target briefly.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -132,6 +132,15 @@ $(HELM):
 promtool: $(PROMTOOL) ## Install promtool (PROMTOOL_VERSION) into bin/, built once per machine from the Go module proxy, to check the chart's alerts.
 $(PROMTOOL):
 	hack/install-tool.sh $(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+# The real in-cluster clients that the transparent-mode test runs (internal/materialize):
+# Debian's python3-kubernetes, and curl for the docs' recipe. Installed with apt-get, as root
+# or through sudo.
+.PHONY: clients
+clients: ## Install Debian's python3-kubernetes and curl, run by the transparent-mode test as real in-cluster clients.
+	@/usr/bin/python3 -c 'import kubernetes' 2>/dev/null && command -v curl >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq python3-kubernetes curl; }
 
 .PHONY: envtest
 envtest: ## Provision kube-apiserver, etcd and kubectl for ENVTEST_K8S_VERSION, cached outside the clone.

@@ -3,6 +3,7 @@ package materialize
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,8 +11,10 @@ import (
 	"os"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/api-access-injector/api-access-injector/injector"
@@ -35,8 +38,22 @@ type AppReport struct {
 	HTTPError string `json:"httpError,omitempty"`
 }
 
+// InClusterApp, as the value of AppEnvVar, makes AppMain an in-cluster Go program instead:
+// one that knows nothing of the sidecar and configures client-go with rest.InClusterConfig(),
+// as the Kubernetes docs recommend, lists the pods of the namespace its service-account files
+// name, tries to create a ConfigMap there, and writes a ClientReport.
+const InClusterApp = "incluster"
+
+// ClientReport is what an in-cluster client saw: the pods it listed and why a list or a write
+// failed.
+type ClientReport struct {
+	Pods       []string `json:"pods"`
+	ListError  string   `json:"listError,omitempty"`
+	WriteError string   `json:"writeError,omitempty"`
+}
+
 // IsApp reports whether this process was started by Run as the app.
-func IsApp() bool { return os.Getenv(AppEnvVar) == "1" }
+func IsApp() bool { return os.Getenv(AppEnvVar) != "" }
 
 // AppMain is the app: with nothing but its container's environment, it lists the pods of its
 // namespace with client-go through KUBECONFIG and with plain HTTP through KUBE_API_URL, writes
@@ -44,6 +61,9 @@ func IsApp() bool { return os.Getenv(AppEnvVar) == "1" }
 func AppMain() int {
 	ctx, cancel := context.WithTimeout(context.Background(), appTimeout)
 	defer cancel()
+	if os.Getenv(AppEnvVar) == InClusterApp {
+		return inClusterMain(ctx)
+	}
 	var r AppReport
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), nil)
 	ns, _, err := loader.Namespace()
@@ -120,4 +140,34 @@ func listHTTP(ctx context.Context, base, ns string) ([]string, error) {
 		names = append(names, p.Name)
 	}
 	return names, nil
+}
+
+// inClusterMain is the in-cluster Go program of InClusterApp.
+func inClusterMain(ctx context.Context) int {
+	var r ClientReport
+	cfg, err := rest.InClusterConfig()
+	var cs *kubernetes.Clientset
+	if err == nil {
+		cs, err = kubernetes.NewForConfig(cfg)
+	}
+	ns, nerr := os.ReadFile(inClusterDir + "/namespace")
+	if err = errors.Join(err, nerr); err != nil {
+		r.ListError = err.Error()
+	} else {
+		if pods, err := cs.CoreV1().Pods(string(ns)).List(ctx, metav1.ListOptions{}); err != nil {
+			r.ListError = err.Error()
+		} else {
+			for _, p := range pods.Items {
+				r.Pods = append(r.Pods, p.Name)
+			}
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "written-by-go"}}
+		if _, err := cs.CoreV1().ConfigMaps(string(ns)).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			r.WriteError = err.Error()
+		}
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
+		return 2
+	}
+	return 0
 }

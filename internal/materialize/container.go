@@ -40,7 +40,12 @@ func (k *Kubelet) Start(p *Process, logs io.Writer) (*Running, error) {
 	if logs != nil {
 		out = io.MultiWriter(r.log, logs)
 	}
-	r.cmd = &exec.Cmd{Path: p.Argv[0], Args: p.Argv, Env: p.Env, Dir: p.Dir, Stdout: out, Stderr: out}
+	cmd, err := p.command(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("materialize: starting container %q: %w", p.Container, err)
+	}
+	r.cmd = cmd
+	r.cmd.Stdout, r.cmd.Stderr = out, out
 	if err := r.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("materialize: starting container %q: %w", p.Container, err)
 	}

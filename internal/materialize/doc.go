@@ -24,7 +24,11 @@
 // under root. A binary that reads a mounted path only by default, without naming it, is
 // told the remapped path through ProcessOptions.ImplicitPathFlags; kubectl proxy, which reads
 // the in-cluster service-account files at a path no flag moves, through
-// ProcessOptions.InClusterConfig. Everything else is as on
+// ProcessOptions.InClusterConfig. Clients that must see the container's own paths (the
+// in-cluster service-account files, /etc/hosts with the pod's hostAliases) run instead in a
+// pod view (ProcessOptions.PodView): a private mount namespace, needing root, where the
+// container's volumes are bind-mounted at their mount paths and /etc/hosts is the kubelet's.
+// Everything else is as on
 // a node: the processes share this machine's network, as the containers of a pod share one,
 // so a sidecar listening on 127.0.0.1 is reached by the app on 127.0.0.1.
 //

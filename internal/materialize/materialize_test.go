@@ -30,8 +30,12 @@ import (
 	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
-// TestMain lets Run re-execute this test binary as the app (see AppMain).
+// TestMain lets Run re-execute this test binary as the app (see AppMain), and as the
+// process that sets up a pod view (see MounterMain).
 func TestMain(m *testing.M) {
+	if IsMounter() {
+		os.Exit(MounterMain())
+	}
 	if IsApp() {
 		os.Exit(AppMain())
 	}

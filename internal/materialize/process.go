@@ -31,6 +31,8 @@ type Process struct {
 
 	// programs maps the names of programs in the image to local binaries (exec probes).
 	programs map[string]string
+	// podView, when set, runs the process in a mount namespace of its own (see podview.go).
+	podView *podView
 }
 
 // Getenv returns the value of an environment variable of the process.
@@ -64,6 +66,12 @@ type ProcessOptions struct {
 	// server of KUBERNETES_SERVICE_HOST/PORT with the token file and CA of the container's
 	// remapped service-account mount.
 	InClusterConfig bool
+	// PodView runs the process as the container would see the file system: its volumes
+	// mounted at their mount paths, and /etc/hosts with the pod's hostAliases, in a mount
+	// namespace of its own (see podview.go), instead of remapping paths. For clients that read
+	// paths no flag moves, such as the in-cluster service-account files. Needs root, and the
+	// caller's executable must call MounterMain when IsMounter.
+	PodView bool
 }
 
 // inClusterDir is where client-go's in-cluster configuration reads token, ca.crt and namespace.
@@ -100,6 +108,9 @@ func (k *Kubelet) Process(ctx context.Context, container string, o ProcessOption
 	if err != nil {
 		return nil, fmt.Errorf("materialize: container %q: %w", container, err)
 	}
+	if o.PodView {
+		rm = remapper{} // the paths are real in the pod view
+	}
 	for i := 1; i < len(argv); i++ {
 		argv[i] = rm.arg(argv[i])
 	}
@@ -134,7 +145,13 @@ func (k *Kubelet) Process(ctx context.Context, container string, o ProcessOption
 			dir = p
 		}
 	}
-	return &Process{Container: container, Argv: argv, Env: out, Dir: dir, programs: o.Programs}, nil
+	p := &Process{Container: container, Argv: argv, Env: out, Dir: dir, programs: o.Programs}
+	if o.PodView {
+		if p.podView, err = k.podViewFor(c, home, lookup); err != nil {
+			return nil, fmt.Errorf("materialize: container %q: %w", container, err)
+		}
+	}
+	return p, nil
 }
 
 // inClusterKubeconfig writes into home a kubeconfig equivalent to what rest.InClusterConfig

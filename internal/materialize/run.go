@@ -193,14 +193,22 @@ func runApp(ctx context.Context, k *Kubelet, container string, o Options, res *R
 	return errors.Join(errs...)
 }
 
+// Execute runs a process to completion, bounded by appTimeout, with extra environment, and
+// returns its stdout, and its stderr too when it fails.
+func Execute(ctx context.Context, p *Process, extraEnv ...string) ([]byte, error) {
+	return execute(ctx, p, extraEnv...)
+}
+
 // execute runs a process to completion, with extra environment, and returns its stdout (and
 // its stderr too when it fails).
 func execute(ctx context.Context, p *Process, extraEnv ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, appTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, p.Argv[0], p.Argv[1:]...)
-	cmd.Env = slices.Concat(p.Env, extraEnv)
-	cmd.Dir = p.Dir
+	cmd, err := p.command(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Env = slices.Concat(cmd.Env, extraEnv)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
