@@ -91,7 +91,7 @@ func run(o options) error {
 		return err
 	}
 	progress("building and starting api-proxy, starting kubectl proxy")
-	ours, err := f.startAPIProxy(ctx, work, o.proxyBinary)
+	ours, oursTLS, err := f.startAPIProxy(ctx, work, o.proxyBinary)
 	if ours != nil && ours.cmd != nil {
 		defer stopProcess(ours)
 	}
@@ -106,11 +106,14 @@ func run(o options) error {
 		return err
 	}
 	targets := []*target{direct, kp, ours}
+	// The TLS hop of transparent mode takes turns with the others in the latency and
+	// throughput rounds, so that it is measured against the plain hop under the same noise.
+	timed := []*target{direct, kp, ours, oursTLS}
 
 	progress("latency: %d rounds x %d sequential GETs per target", o.rounds, o.requests)
 	lat := map[string][]time.Duration{}
 	for r := range o.rounds {
-		for _, t := range rotated(targets, r) {
+		for _, t := range rotated(timed, r) {
 			if _, err := latencies(ctx, t, o.warmup); err != nil {
 				return err
 			}
@@ -125,7 +128,7 @@ func run(o options) error {
 	progress("throughput: %d rounds x %v per target, %d clients", o.loopRounds, o.loopDuration, o.clients)
 	served, failed, cpu := map[string]int64{}, map[string]int64{}, map[string]time.Duration{}
 	for r := range o.loopRounds {
-		for _, t := range rotated(targets, r) {
+		for _, t := range rotated(timed, r) {
 			closedLoop(ctx, t, o.clients, o.loopDuration/10) // warm the connections
 			var before time.Duration
 			if t.cmd != nil {
@@ -247,6 +250,18 @@ func report(w io.Writer, o options, targets []*target, lat map[string][]time.Dur
 				"for 10s), so the rotation row proves nothing: run again with a longer -rotation-window.\n")
 		}
 	}
+	fmt.Fprintf(w, "\nTransparent mode: the same api-proxy process's TLS hop (HTTP/2 over TLS to 127.0.0.1, its in-memory CA, "+
+		"as client-go's in-cluster configuration speaks to it) against its plain HTTP/1.1 hop, in the same rounds:\n\n")
+	fmt.Fprintf(w, "| measure | plain HTTP hop | TLS hop | TLS / plain |\n|---|---|---|---|\n")
+	hop := func(measure string, plain, tls float64, unit string, format string) {
+		fmt.Fprintf(w, "| %s | "+format+" %s | "+format+" %s | %.2f× |\n", measure, plain, unit, tls, unit, tls/plain)
+	}
+	const plainHop, tlsHop = "api-proxy", "api-proxy TLS"
+	hop("pod list p50, 1 client", float64(percentile(lat[plainHop], 50).Microseconds())/1000, float64(percentile(lat[tlsHop], 50).Microseconds())/1000, "ms", "%.3f")
+	hop("pod list p99, 1 client", float64(percentile(lat[plainHop], 99).Microseconds())/1000, float64(percentile(lat[tlsHop], 99).Microseconds())/1000, "ms", "%.3f")
+	hop(fmt.Sprintf("pod list throughput, %d clients", o.clients), rate(plainHop), rate(tlsHop), "req/s", "%.0f")
+	hop("proxy CPU per request (user+sys)", float64(cpu[plainHop].Microseconds())/float64(max(served[plainHop], 1)),
+		float64(cpu[tlsHop].Microseconds())/float64(max(served[tlsHop], 1)), "µs", "%.0f")
 	fmt.Fprintf(w, "\nWhole run: %v. kubectl is the envtest assets' build; api-proxy is built with -trimpath -ldflags '-s -w'.\n", took.Round(time.Second))
 }
 

@@ -157,26 +157,51 @@ func loopbackClient() *http.Client {
 }
 
 // startAPIProxy builds ./cmd/api-proxy as the image does (unless bin names a prebuilt one)
-// and runs it with the fixture's service-account directory.
-func (f *fixture) startAPIProxy(ctx context.Context, binDir, bin string) (*target, error) {
+// and runs it with the fixture's service-account directory, in transparent mode too: it
+// returns the plain HTTP hop and, served by the same process, the TLS hop that in-cluster
+// clients take (HTTP/2 over TLS to 127.0.0.1, verified against the CA the proxy wrote).
+func (f *fixture) startAPIProxy(ctx context.Context, binDir, bin string) (plain, tlsHop *target, err error) {
 	if bin == "" {
 		bin = filepath.Join(binDir, "api-proxy")
 		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin,
 			"github.com/api-access-injector/api-access-injector/cmd/api-proxy")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("building api-proxy: %w\n%s", err, out)
+			return nil, nil, fmt.Errorf("building api-proxy: %w\n%s", err, out)
 		}
 	}
-	port, health := freePort(), freePort()
+	port, health, tlsPort := freePort(), freePort(), freePort()
+	out := filepath.Join(binDir, "transparent-serviceaccount")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		return nil, nil, err
+	}
 	cmd := exec.Command(bin, "--port="+strconv.Itoa(port), "--health-port="+strconv.Itoa(health),
-		"--server="+f.cfg.Host, "--serviceaccount-dir="+f.dir)
+		"--server="+f.cfg.Host, "--serviceaccount-dir="+f.dir, "--tls-port="+strconv.Itoa(tlsPort), "--serviceaccount-out="+out)
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	t := &target{name: "api-proxy", base: "http://127.0.0.1:" + strconv.Itoa(port), client: loopbackClient(), cmd: cmd, binary: bin}
-	return t, waitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/readyz")
+	plain = &target{name: "api-proxy", base: "http://127.0.0.1:" + strconv.Itoa(port), client: loopbackClient(), cmd: cmd, binary: bin}
+	if err := waitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/readyz"); err != nil {
+		return plain, nil, err
+	}
+	ca, err := os.ReadFile(filepath.Join(out, "ca.crt"))
+	if err != nil {
+		return plain, nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return plain, nil, errors.New("api-proxy wrote no CA certificate")
+	}
+	// As client-go does with rest.InClusterConfig(): HTTP/2 when offered, kept-alive connections.
+	tr := &http.Transport{
+		TLSClientConfig:    &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:  true,
+		MaxIdleConns:       64,
+		DisableCompression: true,
+	}
+	tlsHop = &target{name: "api-proxy TLS", base: "https://127.0.0.1:" + strconv.Itoa(tlsPort), client: &http.Client{Transport: tr}, cmd: cmd, binary: bin}
+	return plain, tlsHop, nil
 }
 
 // startKubectlProxy runs `kubectl proxy` with a kubeconfig that reads the same token file.
