@@ -218,7 +218,7 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 		checkIsolated(r, pod, opts, i.cfg.TokenAudience)
 	}
 	if opts.Transparent {
-		i.checkTransparent(r, spec)
+		i.checkTransparent(r, spec, opts)
 	}
 	return targets
 }

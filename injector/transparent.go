@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 
@@ -49,7 +50,11 @@ func (i *Injector) transparentPodSpec(spec *corev1.PodSpec) {
 }
 
 // checkTransparent adds to r what transparent mode cannot coexist with.
-func (i *Injector) checkTransparent(r *Refusal, spec *corev1.PodSpec) {
+func (i *Injector) checkTransparent(r *Refusal, spec *corev1.PodSpec, opts Options) {
+	if opts.ProxyPort == i.cfg.TransparentPort {
+		r.annotation(ProxyPortAnnotation, strconv.Itoa(int(opts.ProxyPort)), fmt.Sprintf(
+			"port %d is the sidecar's TLS port in transparent mode, which the injector's configuration sets (transparentPort); choose another port", opts.ProxyPort))
+	}
 	if i.cfg.Sidecar.Mode == SidecarKubectl {
 		r.add("annotation %s: \"true\" needs the %s sidecar to serve the API over TLS, which kubectl proxy cannot, "+
 			"and this injector runs kubectl proxy (sidecar.mode %s); remove the annotation", TransparentAnnotation, SidecarName, SidecarKubectl)

@@ -20,28 +20,31 @@ func transparentPod() *corev1.Pod {
 // field and what to do.
 func TestTransparentRefusals(t *testing.T) {
 	tests := []struct {
-		name    string
-		kubectl bool
-		mutate  func(*corev1.Pod)
-		want    []string
+		name            string
+		kubectl         bool
+		transparentPort int32
+		mutate          func(*corev1.Pod)
+		want            []string
 	}{
-		{"kubectl mode", true, func(*corev1.Pod) {},
+		{"kubectl mode", true, 0, func(*corev1.Pod) {},
 			[]string{`annotation apiaccess.io/transparent: "true" needs the api-proxy sidecar to serve the API over TLS, which kubectl proxy cannot`}},
-		{"isolate-token false", false, annotate(IsolateTokenAnnotation, "false"),
+		{"isolate-token false", false, 0, annotate(IsolateTokenAnnotation, "false"),
 			[]string{`annotation apiaccess.io/isolate-token: invalid value "false": ` + TransparentIsolateTokenAdvice}},
-		{"TLS port declared", false, func(p *corev1.Pod) { p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 443}} },
+		{"TLS port declared", false, 0, func(p *corev1.Pod) { p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 443}} },
 			[]string{`container "app": port 443 is used by the api-proxy sidecar as its TLS port in transparent mode`}},
-		{"service-account path taken", false, func(p *corev1.Pod) {
+		{"service-account path taken", false, 0, func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "mine", MountPath: TokenMountPath + "/"}}
 		}, []string{`container "app": mount path /var/run/secrets/kubernetes.io/serviceaccount is used by volume "mine"`}},
-		{"API server name aliased elsewhere", false, func(p *corev1.Pod) {
+		{"API server name aliased elsewhere", false, 0, func(p *corev1.Pod) {
 			p.Spec.HostAliases = []corev1.HostAlias{{IP: "10.0.0.1", Hostnames: []string{"kubernetes.default.svc"}}}
 		}, []string{`spec.hostAliases: kubernetes.default.svc is mapped to 10.0.0.1`}},
-		{"unprivileged ports start above the TLS port", false, func(p *corev1.Pod) {
+		{"unprivileged ports start above the TLS port", false, 0, func(p *corev1.Pod) {
 			p.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: unprivilegedPortSysctl, Value: "1024"}}}
 		}, []string{`spec.securityContext.sysctls: net.ipv4.ip_unprivileged_port_start=1024 keeps the non-root api-proxy sidecar from binding port 443`}},
-		{"volume named apiaccess-serviceaccount", false, func(p *corev1.Pod) {
+		{"proxy port is the TLS port", false, 9443, annotate(ProxyPortAnnotation, "9443"),
+			[]string{`annotation apiaccess.io/proxy-port: invalid value "9443": port 9443 is the sidecar's TLS port in transparent mode`}},
+		{"volume named apiaccess-serviceaccount", false, 0, func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: ServiceAccountVolumeName})
 		}, []string{`volume "apiaccess-serviceaccount": the name is reserved`}},
 	}
@@ -50,6 +53,14 @@ func TestTransparentRefusals(t *testing.T) {
 			inj := newInjector(t)
 			if tt.kubectl {
 				inj = newKubectlInjector(t)
+			}
+			if tt.transparentPort != 0 {
+				cfg := testConfig()
+				cfg.TransparentPort = tt.transparentPort
+				var err error
+				if inj, err = New(cfg); err != nil {
+					t.Fatal(err)
+				}
 			}
 			pod := transparentPod()
 			tt.mutate(pod)
