@@ -16,6 +16,10 @@ PROMTOOL_VERSION ?= v0.316.0
 ENVTEST_K8S_VERSION ?= 1.37.2
 # FUZZTIME, when set (e.g. 5m), overrides the budget of every fuzz target.
 FUZZTIME ?=
+# E2E_NODE_DIR holds the state of the one-node cluster of `make e2e` (certificates and images
+# are kept between runs).
+E2E_NODE_DIR ?= /tmp/api-access-injector-e2e
+export E2E_NODE_DIR
 
 LDFLAGS := -s -w -X github.com/api-access-injector/api-access-injector/internal/version.Version=$(VERSION)
 LOCALBIN ?= $(CURDIR)/bin
@@ -81,6 +85,38 @@ proxymem: envtest ## Measure api-proxy's peak memory under bursts of large write
 .PHONY: demo
 demo: build envtest ## Run the whole path locally, no cluster: API server, webhook, an injected pod, its sidecar, an app.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/demo --bin-dir $(LOCALBIN)
+
+##@ Real cluster (root; changes host networking, mounts and cgroups: CI and throwaway machines only)
+
+.PHONY: e2e
+e2e: e2e-provision e2e-images helm ## The chart on a real one-node cluster (built here, torn down after), real images and pods.
+	HELM="$(HELM)" hack/e2e/run.sh
+
+.PHONY: e2e-soak
+e2e-soak: e2e-provision e2e-images helm ## 12 minutes of API calls through the proxy while the kubelet refreshes a 600 s token (not in CI).
+	HELM="$(HELM)" E2E_GO_TEST_TAGS=realcluster,soak E2E_GO_TEST_RUN='^TestSoak$$' hack/e2e/run.sh
+
+.PHONY: e2e-provision
+e2e-provision: envtest ## Debian packages (containerd, runc, CNI plugins, nftables...) and kubelet, controller-manager, scheduler, kube-proxy, cached outside the clone.
+	@ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/e2e/provision.sh >/dev/null
+
+.PHONY: e2e-images
+e2e-images: build envtest ## The images of make e2e, without Docker: webhook, sidecar, test app, kubectl, pause.
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/e2e-app ./test/realcluster/app
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/pause ./hack/e2e/pause
+	go run ./hack/imgbuild -bin-dir $(LOCALBIN) -kubectl "$(ENVTEST_ASSETS)/kubectl" -out $(E2E_NODE_DIR)/images
+
+.PHONY: e2e-up
+e2e-up: e2e-provision e2e-images ## Bring the one-node cluster up and leave it running (development); prints its kubeconfig.
+	hack/e2e/up.sh
+
+.PHONY: e2e-test
+e2e-test: helm ## Run the test/realcluster suite against the cluster of make e2e-up (E2E_GO_TEST_RUN=pattern).
+	KUBECONFIG=$(E2E_NODE_DIR)/pki/admin.kubeconfig HELM="$(HELM)" go test -tags realcluster -count=1 -v -timeout 30m $(if $(E2E_GO_TEST_RUN),-run '$(E2E_GO_TEST_RUN)') ./test/realcluster/
+
+.PHONY: e2e-down
+e2e-down: ## Tear the cluster of make e2e-up down and restore the host.
+	hack/e2e/down.sh
 
 ##@ Build
 

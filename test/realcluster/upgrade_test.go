@@ -1,0 +1,291 @@
+//go:build realcluster
+
+package realcluster
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// TestLifecycle changes the installed release step by step, in order: the webhook scaled to
+// zero, sidecar.mode=kubectl, a changed value, a rollout restart under continuous pod
+// creation, and finally helm uninstall.
+func TestLifecycle(t *testing.T) {
+	optInNS := newNamespace(t, "e2e-lifecycle", nil)
+	enforcedNS := newNamespace(t, "e2e-lifecycle-enforced", map[string]string{namespaceLabel: "enforced"})
+	enabledNS := newNamespace(t, "e2e-lifecycle-enabled", map[string]string{namespaceLabel: "enabled"})
+
+	t.Run("webhook scaled to zero: enforced namespace refuses, opt-in pods are created without the sidecar", func(t *testing.T) {
+		scale(t, 0)
+		poll(t, 2*time.Minute, "no webhook pod left", func(ctx context.Context) (bool, error) {
+			pods, err := clientset.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName})
+			return err == nil && len(pods.Items) == 0, err
+		})
+		_, err := clientset.CoreV1().Pods(enforcedNS).Create(t.Context(), appPod("refused", optIn(), "list"), metav1.CreateOptions{})
+		if err == nil {
+			t.Errorf("a pod in an enforced namespace was admitted while the webhook had no replica")
+		} else {
+			t.Logf("enforced namespace, webhook down: %v", err)
+		}
+		p := createPod(t, optInNS, appPod("admitted-without-sidecar", optIn(), "hello"))
+		if sidecar(p) != nil {
+			t.Errorf("an opt-in pod got the sidecar while the webhook had no replica")
+		}
+		scale(t, 2)
+		if err := waitWebhookReady(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("sidecar.mode=kubectl through helm upgrade", func(t *testing.T) {
+		upgrade(t, "sidecar.mode=kubectl")
+		p := runPod(t, optInNS, appPod("kubectl-mode", optIn(), "list"))
+		s := sidecar(p)
+		if s == nil || s.Image != kubectlImg {
+			t.Fatalf("sidecar %+v; want the kubectl image %s", s, kubectlImg)
+		}
+		checkListed(t, optInNS, p.Name)
+		upgrade(t, "sidecar.mode=api-proxy")
+	})
+
+	t.Run("helm upgrade with a changed value reaches new pods", func(t *testing.T) {
+		upgrade(t, "sidecar.proxyPort=8011")
+		p := runPod(t, optInNS, appPod("port-8011", optIn(), "list"))
+		checkInjected(t, p)
+		var url string
+		for _, e := range p.Spec.Containers[0].Env {
+			if e.Name == "KUBE_API_URL" {
+				url = e.Value
+			}
+		}
+		if url != "http://127.0.0.1:8011" {
+			t.Errorf("KUBE_API_URL = %q after the upgrade, want http://127.0.0.1:8011", url)
+		}
+		checkListed(t, optInNS, p.Name)
+		if s := sidecar(p); s.Image != proxyImage {
+			t.Errorf("sidecar image %s, want %s (back from kubectl mode)", s.Image, proxyImage)
+		}
+	})
+
+	t.Run("availability during kubectl rollout restart", func(t *testing.T) {
+		availability(t, optInNS, enforcedNS)
+	})
+
+	t.Run("helm uninstall leaves pod creation working and nothing behind but the kept Secret", func(t *testing.T) {
+		if _, err := helm(t.Context(), "uninstall", releaseName, "-n", releaseNS, "--wait"); err != nil {
+			t.Fatal(err)
+		}
+		for _, ns := range []string{optInNS, enforcedNS, enabledNS} {
+			p := createPod(t, ns, appPod("after-uninstall", optIn(), "hello"))
+			if sidecar(p) != nil {
+				t.Errorf("namespace %s: a pod got the sidecar after uninstall", ns)
+			}
+			waitPodDone(t, ns, p.Name)
+		}
+		leftovers(t)
+	})
+}
+
+// scale sets the webhook Deployment's replicas (as kubectl scale does).
+func scale(t *testing.T, replicas int32) {
+	t.Helper()
+	s, err := clientset.AppsV1().Deployments(releaseNS).GetScale(t.Context(), releaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.Replicas = replicas
+	if _, err := clientset.AppsV1().Deployments(releaseNS).UpdateScale(t.Context(), releaseName, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// availability restarts the webhook Deployment as `kubectl rollout restart` does while two
+// clients create pods without pause (server-side dry run: every admission runs, nothing is
+// stored), one in an opt-in namespace and one in an enforced one, and counts the failed
+// admissions: an enforced pod refused, or an opt-in pod admitted without the sidecar. The
+// goal is 0; the figure is reported.
+func availability(t *testing.T, optInNS, enforcedNS string) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var total, failed atomic.Int64
+	var mu sync.Mutex
+	var failures []string
+	record := func(msg string) {
+		failed.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failures) < 10 {
+			failures = append(failures, msg)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, ns := range []string{optInNS, enforcedNS} {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				pod := appPod(fmt.Sprintf("probe-%d", i), optIn(), "hello")
+				got, err := clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				if ctx.Err() != nil {
+					return
+				}
+				total.Add(1)
+				switch {
+				case err != nil:
+					record(fmt.Sprintf("%s: refused: %v", ns, err))
+				case sidecar(got) == nil:
+					record(fmt.Sprintf("%s: admitted without the sidecar", ns))
+				}
+			}
+		})
+	}
+	// Some admissions before the restart: the baseline must be clean.
+	poll(t, time.Minute, "20 admissions before the restart", func(context.Context) (bool, error) { return total.Load() >= 20, nil })
+	before := failed.Load()
+	start := time.Now()
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, start.Format(time.RFC3339))
+	if _, err := clientset.AppsV1().Deployments(releaseNS).Patch(ctx, releaseName, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var d *appsv1.Deployment
+	poll(t, 3*time.Minute, "the restarted Deployment rolled out", func(ctx context.Context) (bool, error) {
+		var err error
+		d, err = clientset.AppsV1().Deployments(releaseNS).Get(ctx, releaseName, metav1.GetOptions{})
+		return err == nil && rolledOut(d), err
+	})
+	// Old pods are terminating after the rollout: keep creating until they are gone.
+	poll(t, 2*time.Minute, "the old webhook pods gone", func(ctx context.Context) (bool, error) {
+		pods, err := clientset.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName})
+		return err == nil && len(pods.Items) == int(*d.Spec.Replicas), err
+	})
+	atRollout := total.Load()
+	poll(t, time.Minute, "20 admissions after the rollout", func(context.Context) (bool, error) { return total.Load() >= atRollout+20, nil })
+	cancel()
+	wg.Wait()
+	if before != 0 {
+		t.Errorf("%d admissions failed before the restart: %v", before, failures)
+	}
+	if total.Load() < 40 {
+		t.Errorf("only %d admissions during the test", total.Load())
+	}
+	fmt.Printf("FIGURE availability: %d admissions during a rollout restart of %s, %d failed (goal 0)\n",
+		total.Load(), time.Since(start).Round(100*time.Millisecond), failed.Load())
+	if failed.Load() > 0 {
+		t.Logf("failed admissions (first %d): %s", len(failures), strings.Join(failures, "\n"))
+	}
+}
+
+// leftovers checks that helm uninstall left only what the chart README lists: the
+// self-managed serving-certificate Secret, annotated to be kept, plus what every namespace
+// has (the default ServiceAccount, the kube-root-ca.crt ConfigMap).
+func leftovers(t *testing.T) {
+	ctx := t.Context()
+	var left []string
+	add := func(kind string, names ...string) {
+		for _, n := range names {
+			left = append(left, kind+"/"+n)
+		}
+	}
+	secrets, err := clientset.CoreV1().Secrets(releaseNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		if s.Name != releaseName+"-tls" {
+			add("Secret", s.Name)
+		}
+	}
+	cms, _ := clientset.CoreV1().ConfigMaps(releaseNS).List(ctx, metav1.ListOptions{})
+	for _, c := range cms.Items {
+		if c.Name != "kube-root-ca.crt" {
+			add("ConfigMap", c.Name)
+		}
+	}
+	sas, _ := clientset.CoreV1().ServiceAccounts(releaseNS).List(ctx, metav1.ListOptions{})
+	for _, s := range sas.Items {
+		if s.Name != "default" {
+			add("ServiceAccount", s.Name)
+		}
+	}
+	svcs, _ := clientset.CoreV1().Services(releaseNS).List(ctx, metav1.ListOptions{})
+	for _, s := range svcs.Items {
+		add("Service", s.Name)
+	}
+	deps, _ := clientset.AppsV1().Deployments(releaseNS).List(ctx, metav1.ListOptions{})
+	for _, d := range deps.Items {
+		add("Deployment", d.Name)
+	}
+	pods, _ := clientset.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{})
+	for _, p := range pods.Items {
+		add("Pod", p.Name)
+	}
+	roles, _ := clientset.RbacV1().Roles(releaseNS).List(ctx, metav1.ListOptions{})
+	for _, r := range roles.Items {
+		add("Role", r.Name)
+	}
+	rbs, _ := clientset.RbacV1().RoleBindings(releaseNS).List(ctx, metav1.ListOptions{})
+	for _, r := range rbs.Items {
+		add("RoleBinding", r.Name)
+	}
+	leases, _ := clientset.CoordinationV1().Leases(releaseNS).List(ctx, metav1.ListOptions{})
+	for _, l := range leases.Items {
+		add("Lease", l.Name)
+	}
+	// Cluster-scoped objects named after the release.
+	mine := func(name string) bool { return strings.Contains(name, releaseName) }
+	if l, err := clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, o := range l.Items {
+			if mine(o.Name) {
+				add("MutatingWebhookConfiguration", o.Name)
+			}
+		}
+	}
+	if l, err := clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, o := range l.Items {
+			if mine(o.Name) {
+				add("ValidatingWebhookConfiguration", o.Name)
+			}
+		}
+	}
+	if l, err := clientset.AdmissionregistrationV1().ValidatingAdmissionPolicies().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, o := range l.Items {
+			if mine(o.Name) {
+				add("ValidatingAdmissionPolicy", o.Name)
+			}
+		}
+	}
+	if l, err := clientset.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, o := range l.Items {
+			if mine(o.Name) {
+				add("ValidatingAdmissionPolicyBinding", o.Name)
+			}
+		}
+	}
+	if l, err := clientset.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, o := range l.Items {
+			if mine(o.Name) {
+				add("ClusterRole", o.Name)
+			}
+		}
+	}
+	if l, err := clientset.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, o := range l.Items {
+			if mine(o.Name) {
+				add("ClusterRoleBinding", o.Name)
+			}
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("helm uninstall left %v (the chart README names only the Secret %s-tls)", left, releaseName)
+	}
+	if _, err := clientset.CoreV1().Secrets(releaseNS).Get(ctx, releaseName+"-tls", metav1.GetOptions{}); err != nil {
+		t.Errorf("the serving-certificate Secret the chart README says is kept: %v", err)
+	}
+}
