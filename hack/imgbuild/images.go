@@ -33,7 +33,10 @@ const (
 	InjectorRef = "localhost/api-access-injector/api-access-injector:e2e"
 	ProxyRef    = "localhost/api-access-injector/api-proxy:e2e"
 	AppRef      = "localhost/api-access-injector/e2e-app:e2e"
-	KubectlRef  = "localhost/api-access-injector/kubectl:e2e"
+	// KubectlRef is the chart's default image.kubectl and the image of config/samples: the
+	// kubectl of `make envtest` (the same Kubernetes version) stands in for it, so that both
+	// run unchanged on the node.
+	KubectlRef = "registry.k8s.io/kubectl:v1.37.2"
 	// PauseRef is the sandbox image containerd is configured with (hack/e2e/config).
 	PauseRef = "registry.k8s.io/pause:3.10.1"
 )
@@ -107,7 +110,8 @@ func Images() []Spec {
 			Entrypoint: []string{"/e2e-app"},
 		},
 		// kubectl at /bin/kubectl, entrypoint kubectl, like registry.k8s.io/kubectl: the
-		// sidecar of sidecar.mode=kubectl and the app container that runs `kubectl get pods`.
+		// sidecar of sidecar.mode=kubectl, the test container that runs `kubectl get pods`,
+		// and the app of config/samples.
 		Spec{
 			Name: "kubectl", Ref: KubectlRef, User: nonRoot,
 			Files:      []File{{Binary: "kubectl", Path: "/bin/kubectl"}},

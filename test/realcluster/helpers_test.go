@@ -29,10 +29,12 @@ import (
 
 // Images that `make e2e-images` builds and up.sh imports (hack/imgbuild names them).
 const (
-	imageRepo   = "localhost/api-access-injector/"
-	imageTag    = "e2e"
-	appImage    = imageRepo + "e2e-app:" + imageTag
-	kubectlImg  = imageRepo + "kubectl:" + imageTag
+	imageRepo = "localhost/api-access-injector/"
+	imageTag  = "e2e"
+	appImage  = imageRepo + "e2e-app:" + imageTag
+	// kubectlImg is the chart's default image.kubectl, built locally from the kubectl of
+	// make envtest.
+	kubectlImg  = "registry.k8s.io/kubectl:v1.37.2"
 	proxyImage  = imageRepo + "api-proxy:" + imageTag
 	releaseName = "api-access-injector"
 	releaseNS   = "api-access-system"
@@ -42,11 +44,10 @@ const (
 )
 
 // imageValues are the only chart values the suite changes at install: the locally built
-// images, never pulled.
+// images, never pulled. image.kubectl keeps its default: the node has an image of that name.
 var imageValues = []string{
 	"image.injector.repository=" + imageRepo + "api-access-injector", "image.injector.tag=" + imageTag, "image.injector.pullPolicy=Never",
 	"image.proxy.repository=" + imageRepo + "api-proxy", "image.proxy.tag=" + imageTag, "image.proxy.pullPolicy=Never",
-	"image.kubectl.repository=" + imageRepo + "kubectl", "image.kubectl.tag=" + imageTag, "image.kubectl.pullPolicy=Never",
 }
 
 var (

@@ -5,6 +5,7 @@ package realcluster
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/api-access-injector/api-access-injector/injector"
 )
@@ -59,6 +61,36 @@ func checkInjected(t *testing.T, p *corev1.Pod) {
 // TestScenarios runs the independent scenarios side by side, each in its own namespace, each
 // asserting what really ran: phases, exit codes, logs, API answers.
 func TestScenarios(t *testing.T) {
+	t.Run("config/samples run unchanged: the story of make demo, for real", func(t *testing.T) {
+		t.Parallel()
+		ns := newNamespace(t, "e2e-sample", nil)
+		data, err := os.ReadFile("../../config/samples/deployment-opt-in.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d appsv1.Deployment
+		if err := yaml.UnmarshalStrict(data, &d); err != nil {
+			t.Fatalf("config/samples/deployment-opt-in.yaml: %v", err)
+		}
+		// The sample's namespace is default; the suite keeps each scenario in its own.
+		d.Namespace = ""
+		if _, err := clientset.AppsV1().Deployments(ns).Create(t.Context(), &d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		selector := metav1.FormatLabelSelector(d.Spec.Selector)
+		var pod corev1.Pod
+		poll(t, 2*time.Minute, "the sample's pod listing pods", func(ctx context.Context) (bool, error) {
+			pods, err := clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+			if err != nil || len(pods.Items) != 1 {
+				return false, err
+			}
+			pod = pods.Items[0]
+			return strings.Contains(logs(t, ns, pod.Name, "app"), pod.Name), nil
+		})
+		checkInjected(t, &pod)
+		t.Logf("the sample's app (kubectl get pods --watch through the sidecar) prints:\n%s", logs(t, ns, pod.Name, "app"))
+	})
+
 	t.Run("deployment app lists pods through the proxy, kubectl with no flags, no token in the app", func(t *testing.T) {
 		t.Parallel()
 		ns := newNamespace(t, "e2e-app", nil)
