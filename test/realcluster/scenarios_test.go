@@ -269,10 +269,11 @@ func TestScenarios(t *testing.T) {
 			// the real kubelet.
 			{name: "portforward", readOnly: "false", args: []string{"portforward", "target", "8080"}, ok: true, contains: "hello from target"},
 			// read-only refuses the tunnel even though it is opened by an upgrade.
-			{name: "portforward-read-only", readOnly: "true", args: []string{"portforward", "target", "8080"}, ok: false, contains: "403"},
+			{name: "portforward-read-only", readOnly: "true", args: []string{"portforward", "target", "8080"}, ok: false, contains: "--read-only"},
 			// exec is refused by the default --reject-paths, as kubectl proxy refuses it.
-			{name: "exec", readOnly: "false", args: []string{"exec", "target", "app"}, ok: false, contains: "403"},
-			{name: "exec-read-only", readOnly: "true", args: []string{"exec", "target", "app"}, ok: false, contains: "403"},
+			// The refusals are the proxy's 403 Status, whose message client-go shows.
+			{name: "exec", readOnly: "false", args: []string{"exec", "target", "app"}, ok: false, contains: "--reject-paths"},
+			{name: "exec-read-only", readOnly: "true", args: []string{"exec", "target", "app"}, ok: false, contains: "--reject-paths"},
 		}
 		for _, c := range cases {
 			createPod(t, ns, appPod(c.name, optIn(injector.ReadOnlyAnnotation, c.readOnly), c.args...))
