@@ -98,7 +98,7 @@ fi
 if [ -f "$run/created-paths" ]; then
   while read -r path; do
     case $path in
-    /var/lib/kubelet | /var/log/containers | /var/lib/cni | /run/netns | /run/containerd) rm -rf "$path" ;;
+    /var/lib/kubelet | /var/log/containers | /var/lib/cni | /run/netns | /run/containerd | /run/mount) rm -rf "$path" ;;
     esac
   done <"$run/created-paths"
 fi

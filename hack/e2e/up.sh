@@ -51,8 +51,9 @@ if [ ! -f "$run/sysctl.before" ]; then
     value=$(sysctl -n "$key" 2>/dev/null) && echo "$key=$value"
   done >"$run/sysctl.before.tmp"
   nft list tables >"$run/nft-tables.before"
-  # Paths the kubelet, containerd and libcni hard-code outside their configured roots.
-  for path in /var/lib/kubelet /var/log/containers /var/lib/cni /run/netns /run/containerd; do
+  # Paths the kubelet, containerd, libcni and libmount (/run/mount) hard-code outside their
+  # configured roots.
+  for path in /var/lib/kubelet /var/log/containers /var/lib/cni /run/netns /run/containerd /run/mount; do
     [ -e "$path" ] || echo "$path"
   done >"$run/created-paths"
   mv "$run/sysctl.before.tmp" "$run/sysctl.before"

@@ -105,16 +105,25 @@ func pollErr(ctx context.Context, timeout time.Duration, what string, cond func(
 	return nil
 }
 
+// webhookSelector selects the webhook's pods.
+const webhookSelector = "app.kubernetes.io/instance=" + releaseName
+
 // waitWebhookReady waits until the Deployment has rolled out completely (every replica
-// updated and available, no old one left) and every webhook entry has a caBundle.
+// updated and available, no old pod left, not even terminating: an old pod that still
+// receives admissions from the API server would answer with the old configuration, or not
+// at all) and every webhook entry has a caBundle.
 func waitWebhookReady(ctx context.Context) error {
-	return pollErr(ctx, 3*time.Minute, "the webhook Deployment rolled out and the caBundle set", func(ctx context.Context) (bool, error) {
+	return pollErr(ctx, 3*time.Minute, "the webhook Deployment rolled out, no old pod left and the caBundle set", func(ctx context.Context) (bool, error) {
 		d, err := clientset.AppsV1().Deployments(releaseNS).Get(ctx, releaseName, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		if !rolledOut(d) {
 			return false, nil
+		}
+		pods, err := clientset.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: webhookSelector})
+		if err != nil || len(pods.Items) != int(ptr.Deref(d.Spec.Replicas, 1)) {
+			return false, err
 		}
 		mwc, err := clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, releaseName, metav1.GetOptions{})
 		if err != nil {
@@ -289,11 +298,29 @@ func describe(t *testing.T, ns, name string) string {
 
 // logs returns the log of a container (or the error reading it).
 func logs(t *testing.T, ns, pod, container string) string {
-	data, err := clientset.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).Do(context.Background()).Raw()
+	out, err := logsErr(context.Background(), ns, pod, container)
 	if err != nil {
 		return "(no logs: " + err.Error() + ")"
 	}
-	return string(data)
+	return out
+}
+
+func logsErr(ctx context.Context, ns, pod, container string) (string, error) {
+	data, err := clientset.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).Do(ctx).Raw()
+	return string(data), err
+}
+
+// webhookLogs returns the logs of the webhook's pods, for a failure message.
+func webhookLogs(t *testing.T) string {
+	var b strings.Builder
+	pods, err := clientset.CoreV1().Pods(releaseNS).List(context.Background(), metav1.ListOptions{LabelSelector: webhookSelector})
+	if err != nil {
+		return err.Error()
+	}
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "--- webhook pod %s (%s):\n%s\n", p.Name, p.Status.Phase, logs(t, releaseNS, p.Name, "webhook"))
+	}
+	return b.String()
 }
 
 // result decodes the "RESULT <json>" line the app printed into v.

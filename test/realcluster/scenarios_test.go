@@ -85,7 +85,8 @@ func TestScenarios(t *testing.T) {
 				return false, err
 			}
 			pod = pods.Items[0]
-			return strings.Contains(logs(t, ns, pod.Name, "app"), pod.Name), nil
+			out, err := logsErr(ctx, ns, pod.Name, "app")
+			return err == nil && strings.Contains(out, pod.Name), err
 		})
 		checkInjected(t, &pod)
 		t.Logf("the sample's app (kubectl get pods --watch through the sidecar) prints:\n%s", logs(t, ns, pod.Name, "app"))
@@ -322,38 +323,50 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("namespace with a LimitRange and a ResourceQuota on cpu and memory", func(t *testing.T) {
 		t.Parallel()
-		ns := newNamespace(t, "e2e-quota", nil)
-		q := resource.MustParse
-		lr := &corev1.LimitRange{
-			ObjectMeta: metav1.ObjectMeta{Name: "defaults"},
-			Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
-				Type:           corev1.LimitTypeContainer,
-				Default:        corev1.ResourceList{corev1.ResourceCPU: q("200m"), corev1.ResourceMemory: q("128Mi")},
-				DefaultRequest: corev1.ResourceList{corev1.ResourceCPU: q("10m"), corev1.ResourceMemory: q("16Mi")},
-				Max:            corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("512Mi")},
-			}}},
-		}
-		if _, err := clientset.CoreV1().LimitRanges(ns).Create(t.Context(), lr, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		rq := &corev1.ResourceQuota{
-			ObjectMeta: metav1.ObjectMeta{Name: "quota"},
-			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{
-				corev1.ResourceRequestsCPU: q("1"), corev1.ResourceRequestsMemory: q("1Gi"),
-				corev1.ResourceLimitsCPU: q("2"), corev1.ResourceLimitsMemory: q("2Gi"),
-			}},
-		}
-		if _, err := clientset.CoreV1().ResourceQuotas(ns).Create(t.Context(), rq, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		// The quota controller must have computed the quota's status before pods count
-		// against it.
-		poll(t, time.Minute, "the ResourceQuota's status", func(ctx context.Context) (bool, error) {
-			got, err := clientset.CoreV1().ResourceQuotas(ns).Get(ctx, "quota", metav1.GetOptions{})
-			return err == nil && len(got.Status.Hard) > 0, err
-		})
+		ns := quotaNamespace(t, "e2e-quota", false)
 		p := runPod(t, ns, appPod("app", optIn(), "list"))
 		checkInjected(t, p)
 		checkListed(t, ns, p.Name)
 	})
+}
+
+// quotaNamespace creates a namespace with a LimitRange (container defaults, a memory maximum)
+// and a ResourceQuota on requests.cpu, requests.memory and limits.memory. cpuLimits adds a cpu
+// maximum to the LimitRange and limits.cpu to the quota: every container must then declare a
+// cpu limit, which the LimitRange's defaults cannot give a container a webhook adds after
+// them (LimitRanger runs before the mutating webhooks).
+func quotaNamespace(t *testing.T, name string, cpuLimits bool) string {
+	t.Helper()
+	ns := newNamespace(t, name, nil)
+	q := resource.MustParse
+	lr := &corev1.LimitRange{
+		ObjectMeta: metav1.ObjectMeta{Name: "defaults"},
+		Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+			Type:           corev1.LimitTypeContainer,
+			Default:        corev1.ResourceList{corev1.ResourceCPU: q("200m"), corev1.ResourceMemory: q("128Mi")},
+			DefaultRequest: corev1.ResourceList{corev1.ResourceCPU: q("10m"), corev1.ResourceMemory: q("16Mi")},
+			Max:            corev1.ResourceList{corev1.ResourceMemory: q("512Mi")},
+		}}},
+	}
+	hard := corev1.ResourceList{
+		corev1.ResourceRequestsCPU: q("1"), corev1.ResourceRequestsMemory: q("1Gi"), corev1.ResourceLimitsMemory: q("2Gi"),
+	}
+	if cpuLimits {
+		lr.Spec.Limits[0].Max[corev1.ResourceCPU] = q("1")
+		hard[corev1.ResourceLimitsCPU] = q("2")
+	}
+	if _, err := clientset.CoreV1().LimitRanges(ns).Create(t.Context(), lr, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rq := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "quota"}, Spec: corev1.ResourceQuotaSpec{Hard: hard}}
+	if _, err := clientset.CoreV1().ResourceQuotas(ns).Create(t.Context(), rq, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The quota controller must have computed the quota's status before pods count
+	// against it.
+	poll(t, time.Minute, "the ResourceQuota's status in "+ns, func(ctx context.Context) (bool, error) {
+		got, err := clientset.CoreV1().ResourceQuotas(ns).Get(ctx, "quota", metav1.GetOptions{})
+		return err == nil && len(got.Status.Hard) > 0, err
+	})
+	return ns
 }

@@ -27,7 +27,7 @@ func TestLifecycle(t *testing.T) {
 	t.Run("webhook scaled to zero: enforced namespace refuses, opt-in pods are created without the sidecar", func(t *testing.T) {
 		scale(t, 0)
 		poll(t, 2*time.Minute, "no webhook pod left", func(ctx context.Context) (bool, error) {
-			pods, err := clientset.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName})
+			pods, err := clientset.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: webhookSelector})
 			return err == nil && len(pods.Items) == 0, err
 		})
 		_, err := clientset.CoreV1().Pods(enforcedNS).Create(t.Context(), appPod("refused", optIn(), "list"), metav1.CreateOptions{})
@@ -48,31 +48,42 @@ func TestLifecycle(t *testing.T) {
 
 	t.Run("sidecar.mode=kubectl through helm upgrade", func(t *testing.T) {
 		upgrade(t, "sidecar.mode=kubectl")
+		defer upgrade(t, "sidecar.mode=api-proxy")
 		p := runPod(t, optInNS, appPod("kubectl-mode", optIn(), "list"))
 		s := sidecar(p)
 		if s == nil || s.Image != kubectlImg {
-			t.Fatalf("sidecar %+v; want the kubectl image %s", s, kubectlImg)
+			t.Fatalf("sidecar %+v; want the kubectl image %s\n%s", s, kubectlImg, webhookLogs(t))
 		}
 		checkListed(t, optInNS, p.Name)
-		upgrade(t, "sidecar.mode=api-proxy")
 	})
 
-	t.Run("helm upgrade with a changed value reaches new pods", func(t *testing.T) {
-		upgrade(t, "sidecar.proxyPort=8011")
-		p := runPod(t, optInNS, appPod("port-8011", optIn(), "list"))
-		checkInjected(t, p)
-		var url string
-		for _, e := range p.Spec.Containers[0].Env {
-			if e.Name == "KUBE_API_URL" {
-				url = e.Value
+	t.Run("helm upgrade with changed values reaches new pods", func(t *testing.T) {
+		// A namespace whose LimitRange has a cpu maximum and whose quota covers limits.cpu
+		// requires a cpu limit of every container; the sidecar has none by default.
+		strictNS := quotaNamespace(t, "e2e-lifecycle-cpu-limits", true)
+		_, err := clientset.CoreV1().Pods(strictNS).Create(t.Context(), appPod("default-values", optIn(), "hello"), metav1.CreateOptions{})
+		t.Logf("a pod in a namespace that requires cpu limits, with the default sidecar resources: %v", err)
+
+		upgrade(t, "sidecar.proxyPort=8011", "sidecar.resources.limits.cpu=100m")
+		for _, ns := range []string{optInNS, strictNS} {
+			p := runPod(t, ns, appPod("port-8011", optIn(), "list"))
+			checkInjected(t, p)
+			var url string
+			for _, e := range p.Spec.Containers[0].Env {
+				if e.Name == "KUBE_API_URL" {
+					url = e.Value
+				}
 			}
-		}
-		if url != "http://127.0.0.1:8011" {
-			t.Errorf("KUBE_API_URL = %q after the upgrade, want http://127.0.0.1:8011", url)
-		}
-		checkListed(t, optInNS, p.Name)
-		if s := sidecar(p); s.Image != proxyImage {
-			t.Errorf("sidecar image %s, want %s (back from kubectl mode)", s.Image, proxyImage)
+			if url != "http://127.0.0.1:8011" {
+				t.Errorf("%s: KUBE_API_URL = %q after the upgrade, want http://127.0.0.1:8011", ns, url)
+			}
+			if got := sidecar(p).Resources.Limits.Cpu().String(); got != "100m" {
+				t.Errorf("%s: sidecar cpu limit %s after the upgrade, want 100m", ns, got)
+			}
+			if s := sidecar(p); s.Image != proxyImage {
+				t.Errorf("%s: sidecar image %s, want %s (back from kubectl mode)", ns, s.Image, proxyImage)
+			}
+			checkListed(t, ns, p.Name)
 		}
 	})
 
@@ -162,7 +173,7 @@ func availability(t *testing.T, optInNS, enforcedNS string) {
 	})
 	// Old pods are terminating after the rollout: keep creating until they are gone.
 	poll(t, 2*time.Minute, "the old webhook pods gone", func(ctx context.Context) (bool, error) {
-		pods, err := clientset.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName})
+		pods, err := clientset.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{LabelSelector: webhookSelector})
 		return err == nil && len(pods.Items) == int(*d.Spec.Replicas), err
 	})
 	atRollout := total.Load()
