@@ -89,12 +89,16 @@ demo: build envtest ## Run the whole path locally, no cluster: API server, webho
 ##@ Real cluster (root; changes host networking, mounts and cgroups: CI and throwaway machines only)
 
 .PHONY: e2e
-e2e: e2e-provision e2e-images helm ## The chart on a real one-node cluster (built here, torn down after), real images and pods.
+e2e: e2e-vet e2e-provision e2e-images helm ## The chart on a real one-node cluster (built here, torn down after), real images and pods.
 	HELM="$(HELM)" hack/e2e/run.sh
 
 .PHONY: e2e-soak
 e2e-soak: e2e-provision e2e-images helm ## 12 minutes of API calls through the proxy while the kubelet refreshes a 600 s token (not in CI).
 	HELM="$(HELM)" E2E_GO_TEST_TAGS=realcluster,soak E2E_GO_TEST_RUN='^TestSoak$$' hack/e2e/run.sh
+
+.PHONY: e2e-vet
+e2e-vet: ## go vet the suites behind build tags (realcluster, soak), which go vet ./... does not see.
+	go vet -tags realcluster,soak ./test/realcluster/...
 
 .PHONY: e2e-provision
 e2e-provision: envtest ## Debian packages (containerd, runc, CNI plugins, nftables...) and kubelet, controller-manager, scheduler, kube-proxy, cached outside the clone.
