@@ -323,19 +323,19 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("namespace with a LimitRange and a ResourceQuota on cpu and memory", func(t *testing.T) {
 		t.Parallel()
-		ns := quotaNamespace(t, "e2e-quota", false)
+		ns := quotaNamespace(t, "e2e-quota")
 		p := runPod(t, ns, appPod("app", optIn(), "list"))
 		checkInjected(t, p)
 		checkListed(t, ns, p.Name)
 	})
 }
 
-// quotaNamespace creates a namespace with a LimitRange (container defaults, a memory maximum)
-// and a ResourceQuota on requests.cpu, requests.memory and limits.memory. cpuLimits adds a cpu
-// maximum to the LimitRange and limits.cpu to the quota: every container must then declare a
-// cpu limit, which the LimitRange's defaults cannot give a container a webhook adds after
-// them (LimitRanger runs before the mutating webhooks).
-func quotaNamespace(t *testing.T, name string, cpuLimits bool) string {
+// quotaNamespace creates a namespace with a LimitRange (container defaults and maximums) and
+// a ResourceQuota on requests and limits of cpu and memory: every container must then declare
+// them all. The sidecar declares no cpu limit by default; the API server re-runs LimitRanger
+// after a mutating webhook changed the pod, so the LimitRange's default fills it in
+// (https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#reinvocation-policy).
+func quotaNamespace(t *testing.T, name string) string {
 	t.Helper()
 	ns := newNamespace(t, name, nil)
 	q := resource.MustParse
@@ -345,28 +345,32 @@ func quotaNamespace(t *testing.T, name string, cpuLimits bool) string {
 			Type:           corev1.LimitTypeContainer,
 			Default:        corev1.ResourceList{corev1.ResourceCPU: q("200m"), corev1.ResourceMemory: q("128Mi")},
 			DefaultRequest: corev1.ResourceList{corev1.ResourceCPU: q("10m"), corev1.ResourceMemory: q("16Mi")},
-			Max:            corev1.ResourceList{corev1.ResourceMemory: q("512Mi")},
+			Max:            corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("512Mi")},
 		}}},
-	}
-	hard := corev1.ResourceList{
-		corev1.ResourceRequestsCPU: q("1"), corev1.ResourceRequestsMemory: q("1Gi"), corev1.ResourceLimitsMemory: q("2Gi"),
-	}
-	if cpuLimits {
-		lr.Spec.Limits[0].Max[corev1.ResourceCPU] = q("1")
-		hard[corev1.ResourceLimitsCPU] = q("2")
 	}
 	if _, err := clientset.CoreV1().LimitRanges(ns).Create(t.Context(), lr, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rq := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "quota"}, Spec: corev1.ResourceQuotaSpec{Hard: hard}}
+	rq := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "quota"}, Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{
+		corev1.ResourceRequestsCPU: q("1"), corev1.ResourceRequestsMemory: q("1Gi"),
+		corev1.ResourceLimitsCPU: q("2"), corev1.ResourceLimitsMemory: q("2Gi"),
+	}}}
 	if _, err := clientset.CoreV1().ResourceQuotas(ns).Create(t.Context(), rq, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The quota controller must have computed the quota's status before pods count
-	// against it.
-	poll(t, time.Minute, "the ResourceQuota's status in "+ns, func(ctx context.Context) (bool, error) {
+	// The quota controller must have computed the quota's status, and LimitRanger (which
+	// reads LimitRanges through a cache) must apply the defaults, before a pod is created:
+	// a pod created at once may be refused for want of a cpu limit the defaults would give.
+	// A server-side dry run of a pod without resources shows both.
+	poll(t, time.Minute, "the ResourceQuota's status and the LimitRange's defaults in "+ns, func(ctx context.Context) (bool, error) {
 		got, err := clientset.CoreV1().ResourceQuotas(ns).Get(ctx, "quota", metav1.GetOptions{})
-		return err == nil && len(got.Status.Hard) > 0, err
+		if err != nil || len(got.Status.Hard) == 0 {
+			return false, err
+		}
+		probe := appPod("limitrange-probe", nil, "hello")
+		probe.Spec.Containers[0].Resources = corev1.ResourceRequirements{}
+		p, err := clientset.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil && p.Spec.Containers[0].Resources.Limits.Cpu().String() == "200m", err
 	})
 	return ns
 }
