@@ -14,6 +14,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/api-access-injector/api-access-injector/injector"
 )
 
 // TestLifecycle changes the installed release step by step, in order: the webhook scaled to
@@ -36,9 +38,26 @@ func TestLifecycle(t *testing.T) {
 		} else {
 			t.Logf("enforced namespace, webhook down: %v", err)
 		}
-		p := createPod(t, optInNS, appPod("admitted-without-sidecar", optIn(), "hello"))
+		cs, w := clientWithWarnings(t)
+		p, err := cs.CoreV1().Pods(optInNS).Create(t.Context(), appPod("admitted-without-sidecar", optIn(), "hello"), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("an opt-in pod was refused while the webhook had no replica: %v", err)
+		}
 		if sidecar(p) != nil {
 			t.Errorf("an opt-in pod got the sidecar while the webhook had no replica")
+		}
+		// The chart's admission policies, which the API server evaluates itself: a warning
+		// that the pod is admitted without the sidecar, and a refusal for one whose security
+		// settings (read-only) would silently be lost.
+		if len(w.all()) == 0 {
+			t.Errorf("an opt-in pod admitted without the sidecar got no warning")
+		}
+		t.Logf("opt-in pod, webhook down: admitted without the sidecar, warnings %q", w.all())
+		_, err = clientset.CoreV1().Pods(optInNS).Create(t.Context(), appPod("read-only-refused", optIn(injector.ReadOnlyAnnotation, "true"), "hello"), metav1.CreateOptions{})
+		if err == nil {
+			t.Errorf("a read-only opt-in pod was admitted without the sidecar while the webhook had no replica")
+		} else {
+			t.Logf("read-only opt-in pod, webhook down: %v", err)
 		}
 		scale(t, 2)
 		if err := waitWebhookReady(t.Context()); err != nil {
