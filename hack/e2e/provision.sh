@@ -7,7 +7,7 @@
 #   - kubelet, kube-controller-manager, kube-scheduler, kube-proxy: built once from the Go
 #     module proxy, the same way hack/setup-envtest.sh builds kube-apiserver (a throwaway
 #     module requiring k8s.io/kubernetes, version stamped so /version answers truly), cached
-#     outside the clone in E2E_BIN_DIR. Cold, about 8 minutes on 2 cores.
+#     outside the clone in E2E_BIN_DIR. Cold, 8 to 16 minutes on 2 cores.
 #
 # E2E_PROVISION_APT=0 skips the package step (a machine provisioned another way),
 # E2E_PROVISION_ENVTEST=0 the envtest step.
@@ -40,7 +40,7 @@ for cmd in $E2E_NODE_BINARIES; do
   built "$cmd" || todo+=("k8s.io/kubernetes/cmd/$cmd")
 done
 if [ ${#todo[@]} -gt 0 ]; then
-  e2e_log "building ${todo[*]##*/} v$k8s_version from the Go module proxy (once per machine; about 8 minutes cold on 2 cores)"
+  e2e_log "building ${todo[*]##*/} v$k8s_version from the Go module proxy (once per machine; 8 to 16 minutes cold on 2 cores)"
   mkdir -p "$build_dir" "$E2E_BIN_DIR"
   export GOFLAGS=-mod=mod CGO_ENABLED=0 GOWORK=off
   # k8s.io/kubernetes replaces its staging modules with local paths, so a module that

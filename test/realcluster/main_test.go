@@ -4,7 +4,6 @@ package realcluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -64,5 +63,5 @@ func run(m *testing.M) (int, error) {
 	// Leave a cluster kept up for development as it was (the lifecycle test uninstalls it
 	// itself; this is for runs that skipped it with -run).
 	_, err = helm(context.Background(), "uninstall", releaseName, "-n", releaseNS, "--ignore-not-found", "--wait")
-	return code, errors.Join(err)
+	return code, err
 }
