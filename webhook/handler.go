@@ -76,7 +76,8 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	// (https://github.com/Azure/azure-workload-identity/issues/1312); and diff named lists
 	// by name (package patch), so that inserting the sidecar first in initContainers does
 	// not shift those fields into the wrong container.
-	original := pod.DeepCopy()
+	var snap patch.Snapshot
+	snap.Take(pod)
 	res, err := h.Injector.Mutate(injector.Namespace{Name: req.Namespace, Mode: h.Mode}, pod)
 	var refusal *injector.Refusal
 	switch {
@@ -91,12 +92,17 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		record(h.Mode, resultSkipped)
 		return admission.Allowed(res.Reason).WithWarnings(res.Warnings...)
 	}
-	ops, err := patch.PodPatch(original, pod)
+	ops, n, err := snap.AppendPatch(nil, pod)
 	if err != nil {
 		record(h.Mode, resultError)
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	record(h.Mode, resultInjected)
 	log.V(1).Info("pod injected", "namespace", req.Namespace, "reason", res.Reason)
-	return admission.Patched(res.Reason, ops...).WithWarnings(res.Warnings...)
+	resp := admission.Allowed(res.Reason).WithWarnings(res.Warnings...)
+	if n > 0 {
+		jsonPatch := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = ops, &jsonPatch
+	}
+	return resp
 }

@@ -44,9 +44,12 @@ func podRequest(raw []byte) admission.Request {
 // applyResponse applies the response's patch to the raw object, as the API server does.
 func applyResponse(t *testing.T, raw []byte, resp admission.Response) map[string]any {
 	t.Helper()
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		t.Fatal(err)
+	ops := resp.Patch
+	if len(resp.Patches) > 0 {
+		var err error
+		if ops, err = json.Marshal(resp.Patches); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p, err := jsonpatchapply.DecodePatch(ops)
 	if err != nil {
@@ -73,13 +76,11 @@ func TestUnknownFieldsAreNeverTouched(t *testing.T) {
 		"initContainers":[{"name":"migrate","image":"m","futureContainerField":"init"}],
 		"containers":[{"name":"app","image":"a","futureContainerField":"app","env":[{"name":"X","value":"1","futureEnvField":true}]}]}}`)
 	resp := newHandler(t, injector.ModeOptIn).Handle(t.Context(), podRequest(raw))
-	if !resp.Allowed || len(resp.Patches) == 0 {
+	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Fatalf("not injected: %+v", resp.Result)
 	}
-	for _, op := range resp.Patches {
-		if strings.Contains(op.Path, "future") {
-			t.Errorf("operation %s %s touches an unknown field", op.Operation, op.Path)
-		}
+	if strings.Contains(string(resp.Patch), "future") {
+		t.Errorf("the patch touches an unknown field: %s", resp.Patch)
 	}
 	got := applyResponse(t, raw, resp)
 	spec := got["spec"].(map[string]any)
@@ -164,7 +165,7 @@ func TestResponses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := newHandler(t, tt.mode).Handle(t.Context(), tt.req)
-			if resp.Allowed != tt.allowed || (len(resp.Patches) > 0) != tt.patched {
+			if resp.Allowed != tt.allowed || (len(resp.Patch) > 0) != tt.patched {
 				t.Errorf("allowed = %v, %d patches; want allowed %v, patched %v", resp.Allowed, len(resp.Patches), tt.allowed, tt.patched)
 			}
 			if tt.code != 0 && (resp.Result == nil || resp.Result.Code != tt.code || !strings.Contains(resp.Result.Message, tt.message)) {
@@ -191,7 +192,7 @@ func FuzzHandle(f *testing.F) {
 		if !resp.Allowed && (resp.Result == nil || resp.Result.Code == 0 || resp.Result.Message == "") {
 			t.Errorf("refusal without code or message: %+v", resp.Result)
 		}
-		if resp.Allowed && len(resp.Patches) > 0 {
+		if resp.Allowed && len(resp.Patch) > 0 {
 			// The patch applies to what was sent, and does what the whole-document diff does.
 			got := applyResponse(t, raw, resp)
 			var original corev1.Pod
@@ -237,7 +238,7 @@ func BenchmarkHandle(b *testing.B) {
 	b.SetBytes(int64(len(req.Object.Raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if resp := h.Handle(b.Context(), req); len(resp.Patches) == 0 {
+		if resp := h.Handle(b.Context(), req); len(resp.Patch) == 0 {
 			b.Fatal("not injected")
 		}
 	}

@@ -87,7 +87,7 @@ func diffArrays(a, b []any, path string, ops []jsonpatch.Operation) []jsonpatch.
 
 // diffNamed compares arrays of objects keyed by their unique "name". The elements present in
 // both, in the same relative order, are kept in place and diffed; the others are removed and
-// added (see reshape).
+// added (see keep).
 func diffNamed(a, b []any, path string, ops []jsonpatch.Operation) []jsonpatch.Operation {
 	an, bn := make([]string, len(a)), make([]string, len(b))
 	for i, x := range a {
@@ -96,58 +96,65 @@ func diffNamed(a, b []any, path string, ops []jsonpatch.Operation) []jsonpatch.O
 	for j, y := range b {
 		bn[j] = name(y)
 	}
-	ops, kept, _ := reshape(path, an, bn, func(j int) (any, error) { return b[j], nil }, ops)
-	for j := range b {
-		if ai, ok := kept[j]; ok {
-			ops = diff(a[ai], b[j], path+"/"+strconv.Itoa(j), ops)
+	kept := keep(an, bn, nil)
+	forRemovals(kept, len(a), func(i int) {
+		ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
+	})
+	for j, i := range kept {
+		if i < 0 {
+			ops = append(ops, jsonpatch.NewOperation("add", path+"/"+strconv.Itoa(j), b[j]))
+		}
+	}
+	for j, i := range kept {
+		if i >= 0 {
+			ops = diff(a[i], b[j], path+"/"+strconv.Itoa(j), ops)
 		}
 	}
 	return ops
 }
 
-// reshape emits the operations that turn a named list whose names are an into one whose
-// names are bn: the removal of every element not kept (from the end, so that indices stay
-// valid), then the addition of every new element at its final index, value(j) giving new
-// element j. It returns, by index in the new list, the old index of each kept element: once
-// the operations are applied, new element j is that old element, to be diffed in place.
-func reshape(path string, an, bn []string, value func(j int) (any, error), ops []jsonpatch.Operation) ([]jsonpatch.Operation, map[int]int, error) {
-	kept := keptNames(an, bn) // old index -> new index
-	for i := len(an) - 1; i >= 0; i-- {
-		if _, ok := kept[i]; !ok {
-			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
+// keep pairs the equal names of a and b (each list's names unique) that keep their relative
+// order: the longest increasing run of a-indices taken in b's order. It returns, for each index
+// of b, the index in a of the element kept there, or -1 for an element to add, in out (reused).
+//
+// Applying the patch of a named list is then: remove every element of a that is not kept
+// (from the end, so that indices stay valid: forRemovals), add every new element at its final
+// index, in increasing order, and diff each kept pair in place.
+func keep(a, b []string, out []int) []int {
+	out = slices.Grow(out[:0], len(b))[:len(b)]
+	var index map[string]int
+	if len(a) > 16 { // beyond a few elements, a map beats scanning
+		index = make(map[string]int, len(a))
+		for i, n := range a {
+			index[n] = i
 		}
 	}
-	byNew := make(map[int]int, len(kept))
-	for i, j := range kept {
-		byNew[j] = i
-	}
-	for j := range bn {
-		if _, ok := byNew[j]; ok {
-			continue
-		}
-		v, err := value(j)
-		if err != nil {
-			return nil, nil, err
-		}
-		ops = append(ops, jsonpatch.NewOperation("add", path+"/"+strconv.Itoa(j), v))
-	}
-	return ops, byNew, nil
-}
-
-// keptNames pairs equal names of a and b (each list's names unique) that keep their relative
-// order: the longest increasing run of a-indices taken in b's order. It maps a-index to b-index.
-func keptNames(a, b []string) map[int]int {
-	index := make(map[string]int, len(a))
-	for i, n := range a {
-		index[n] = i
-	}
-	var pairs [][2]int // (a-index, b-index) of common names in b order
+	increasing, last := true, -1
 	for j, n := range b {
-		if i, ok := index[n]; ok {
+		i := -1
+		if index != nil {
+			if k, ok := index[n]; ok {
+				i = k
+			}
+		} else {
+			i = slices.Index(a, n)
+		}
+		out[j] = i
+		if i >= 0 {
+			increasing = increasing && i > last
+			last = i
+		}
+	}
+	if increasing { // the usual case: elements only added or removed, none moved
+		return out
+	}
+	// Longest increasing subsequence of the a-indices, O(n^2): lists here are short.
+	var pairs [][2]int // (a-index, b-index) of common names in b order
+	for j, i := range out {
+		if i >= 0 {
 			pairs = append(pairs, [2]int{i, j})
 		}
 	}
-	// Longest increasing subsequence of the a-indices, O(n^2): lists here are short.
 	length := make([]int, len(pairs))
 	prev := make([]int, len(pairs))
 	best := -1
@@ -162,11 +169,30 @@ func keptNames(a, b []string) map[int]int {
 			best = k
 		}
 	}
-	kept := make(map[int]int, len(pairs))
-	for k := best; k >= 0; k = prev[k] {
-		kept[pairs[k][0]] = pairs[k][1]
+	for j := range out {
+		out[j] = -1
 	}
-	return kept
+	for k := best; k >= 0; k = prev[k] {
+		out[pairs[k][1]] = pairs[k][0]
+	}
+	return out
+}
+
+// forRemovals calls remove with each index of the old list (of length n) that kept does not
+// keep, from the last to the first.
+func forRemovals(kept []int, n int, remove func(i int)) {
+	j := len(kept) - 1
+	for i := n - 1; i >= 0; i-- {
+		// Kept a-indices increase with the b-index: find the largest one not above i.
+		for j >= 0 && (kept[j] < 0 || kept[j] > i) {
+			j--
+		}
+		if j >= 0 && kept[j] == i {
+			j--
+			continue
+		}
+		remove(i)
+	}
 }
 
 // named reports whether every element is an object with a string "name", all distinct.

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // apply applies Create(original, modified) to target and returns the result decoded.
@@ -67,10 +69,27 @@ func TestUnknownFieldsStayInTheirElement(t *testing.T) {
 	}
 }
 
+// FuzzCreate checks Create on any two JSON objects, and where both are pods, that the patch a
+// Snapshot derives agrees with it. It also checks AppendJSONString on both inputs.
 func FuzzCreate(f *testing.F) {
 	f.Add(`{"l":[{"name":"a"}]}`, `{"l":[{"name":"b"},{"name":"a","x":1}]}`)
 	f.Add(`[1,{"a":2}]`, `{"a":[null,true,"s"]}`)
+	f.Add(`{"metadata":{"annotations":{"a":"1"}},"spec":{"containers":[{"name":"a","env":[{"name":"X"}]}]}}`,
+		`{"metadata":{"annotations":{"a":"2","b/c":"3"}},"spec":{"initContainers":[{"name":"s"}],"containers":[{"name":"a","env":[{"name":"Y"},{"name":"X","value":"1"}]}],"volumes":[{"name":"v","emptyDir":{}}]}}`)
+	f.Add(`{"spec":{"containers":[{"name":"a"},{"name":"b"}]},"status":{"phase":"x"}}`, `{"metadata":{"name":"n"},"spec":{"containers":[{"name":"b"},{"name":"a","volumeMounts":[{"name":"v"}]}]}}`)
+	var s Snapshot
 	f.Fuzz(func(t *testing.T, a, b string) {
+		for _, str := range []string{a, b} {
+			var got, want string
+			if err := json.Unmarshal(AppendJSONString(nil, str), &got); err != nil {
+				t.Fatalf("AppendJSONString(%q): %v", str, err)
+			}
+			encoded, _ := json.Marshal(str)
+			_ = json.Unmarshal(encoded, &want)
+			if got != want {
+				t.Errorf("AppendJSONString(%q) decodes to %q, want %q", str, got, want)
+			}
+		}
 		var av, bv any
 		if json.Unmarshal([]byte(a), &av) != nil || json.Unmarshal([]byte(b), &bv) != nil {
 			return
@@ -83,5 +102,11 @@ func FuzzCreate(f *testing.F) {
 		if diff := cmp.Diff(bv, apply(t, a, b, a)); diff != "" {
 			t.Errorf("patch(a) != b (-b +got):\n%s", diff)
 		}
+		var podA, podB corev1.Pod
+		if sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(a), &podA) != nil || sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(b), &podB) != nil {
+			return
+		}
+		before, after, derived := derive(t, &s, &podA, func(p *corev1.Pod) { *p = podB })
+		checkEquivalent(t, before, before, after, derived)
 	})
 }

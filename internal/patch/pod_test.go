@@ -1,15 +1,19 @@
 package patch
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"gomodules.xyz/jsonpatch/v2"
 	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/api-access-injector/api-access-injector/injector"
@@ -36,33 +40,77 @@ func applyOps(t *testing.T, doc []byte, ops []jsonpatch.Operation) any {
 	return v
 }
 
-// checkEquivalent: applied to the document the pod came from, PodPatch and Create give the
-// same result, and applied to the original's own JSON, the modified pod.
-func checkEquivalent(t *testing.T, doc []byte, original, modified *corev1.Pod) {
+// applyRaw applies a patch given as JSON to doc and returns the result decoded.
+func applyRaw(t *testing.T, doc, patch []byte) any {
 	t.Helper()
-	fast, err := PodPatch(original, modified)
+	p, err := jsonpatchapply.DecodePatch(patch)
+	if err != nil {
+		t.Fatalf("decoding the patch %s: %v", patch, err)
+	}
+	out, err := p.Apply(doc)
+	if err != nil {
+		t.Fatalf("applying %s: %v", patch, err)
+	}
+	var v any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// derive takes a Snapshot of pod, mutates the pod in place, and returns the pod's JSON before
+// and after, and the patch the Snapshot derives.
+func derive(t *testing.T, s *Snapshot, pod *corev1.Pod, mutate func(*corev1.Pod)) (before, after, derived []byte) {
+	t.Helper()
+	before, err := json.Marshal(pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := json.Marshal(original)
-	b, _ := json.Marshal(modified)
-	slow, err := Create(a, b)
+	s.Take(pod)
+	mutate(pod)
+	// The contract the Snapshot relies on: the mutation wrote in place only into what it cloned.
+	if kept, err := json.Marshal(&s.pod); err != nil || !bytes.Equal(kept, before) {
+		t.Errorf("the mutation changed the Snapshot, so it wrote in place into memory the Snapshot shares with the pod "+
+			"(see Snapshot's doc: clone that part in Take, or have the mutation assign a new value):\nbefore:   %s\nsnapshot: %s", before, kept)
+	}
+	derived, n, err := s.AppendPatch(nil, pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(applyOps(t, doc, slow), applyOps(t, doc, fast)); diff != "" {
-		t.Errorf("PodPatch and Create differ on the document (-Create +PodPatch):\n%s\nops: %v", diff, fast)
+	if after, err = json.Marshal(pod); err != nil {
+		t.Fatal(err)
+	}
+	var ops []any
+	if err := json.Unmarshal(derived, &ops); err != nil || len(ops) != n {
+		t.Fatalf("AppendPatch gave %d operations as %s (%v), not a JSON array of them", n, derived, err)
+	}
+	return before, after, derived
+}
+
+// checkEquivalent: applied to doc, the document the pod came from, the derived patch and
+// Create give the same result; and applied to the original's own JSON, the modified pod.
+func checkEquivalent(t *testing.T, doc, before, after, derived []byte) {
+	t.Helper()
+	slow, err := Create(before, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(applyOps(t, doc, slow), applyRaw(t, doc, derived)); diff != "" {
+		t.Errorf("the derived patch and Create differ on the document (-Create +derived):\n%s\npatch: %s", diff, derived)
 	}
 	var want any
-	if err := json.Unmarshal(b, &want); err != nil {
+	if err := json.Unmarshal(after, &want); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, applyOps(t, a, fast)); diff != "" {
-		t.Errorf("PodPatch(original) != modified (-modified +patched):\n%s", diff)
+	if diff := cmp.Diff(want, applyRaw(t, before, derived)); diff != "" {
+		t.Errorf("patch(original) != modified (-modified +patched):\n%s\npatch: %s", diff, derived)
 	}
 }
 
-func TestPodPatchMatchesCreateOnInjections(t *testing.T) {
+// TestSnapshotMatchesCreateOnInjections runs the injector in place, as the webhook does, on
+// every golden input, then once more with another port (changes inside kept elements), with
+// one Snapshot reused throughout.
+func TestSnapshotMatchesCreateOnInjections(t *testing.T) {
 	inj, err := injector.New(injector.Config{Sidecar: injector.SidecarConfig{Image: "registry.example.com/api-proxy:test"}})
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +119,7 @@ func TestPodPatchMatchesCreateOnInjections(t *testing.T) {
 	if len(inputs) == 0 {
 		t.Fatal("no injector golden inputs")
 	}
+	var s Snapshot
 	for _, in := range inputs {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			data, err := os.ReadFile(in)
@@ -81,29 +130,34 @@ func TestPodPatchMatchesCreateOnInjections(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var original corev1.Pod
-			if err := json.Unmarshal(doc, &original); err != nil {
+			var pod corev1.Pod
+			if err := json.Unmarshal(doc, &pod); err != nil {
 				t.Fatal(err)
 			}
-			modified := original.DeepCopy()
-			if _, err := inj.Mutate(injector.Namespace{Name: "ns"}, modified); err != nil {
-				t.Fatal(err)
+			mutate := func(p *corev1.Pod) {
+				if _, err := inj.Mutate(injector.Namespace{Name: "ns"}, p); err != nil {
+					t.Fatal(err)
+				}
 			}
-			checkEquivalent(t, doc, &original, modified)
+			before, after, derived := derive(t, &s, &pod, mutate)
+			checkEquivalent(t, doc, before, after, derived)
+			s.Reset()
 
-			// And a second injection with another port: changes inside kept elements.
-			again := modified.DeepCopy()
-			again.Annotations[injector.ProxyPortAnnotation] = "9100"
-			if _, err := inj.Mutate(injector.Namespace{Name: "ns"}, again); err != nil {
-				t.Fatal(err)
+			// Again: nothing changes. Then with another port: changes inside kept elements.
+			if before, after, derived = derive(t, &s, &pod, mutate); string(derived) != "[]" {
+				t.Errorf("a second injection gave the patch %s, want none", derived)
 			}
-			injected, _ := json.Marshal(modified)
-			checkEquivalent(t, injected, modified, again)
+			checkEquivalent(t, after, before, after, derived)
+			before, after, derived = derive(t, &s, &pod, func(p *corev1.Pod) {
+				p.Annotations[injector.ProxyPortAnnotation] = "9100"
+				mutate(p)
+			})
+			checkEquivalent(t, before, before, after, derived)
 		})
 	}
 }
 
-func TestPodPatchEdgeCases(t *testing.T) {
+func TestSnapshotEdgeCases(t *testing.T) {
 	base := func() *corev1.Pod {
 		return &corev1.Pod{Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: "a", Image: "a"}, {Name: "b", Image: "b"}},
@@ -115,6 +169,28 @@ func TestPodPatchEdgeCases(t *testing.T) {
 		mutate func(*corev1.Pod)
 	}{
 		{"nothing", func(*corev1.Pod) {}},
+		{"annotations added to", func(p *corev1.Pod) { p.Annotations["x/y~z"] = "\"q\"\n\u2028" }},
+		{"annotations changed and removed", func(p *corev1.Pod) { p.Annotations["keep"] = "2"; delete(p.Annotations, "drop") }},
+		{"annotations to none", func(p *corev1.Pod) { clear(p.Annotations) }},
+		{"env value changed in place", func(p *corev1.Pod) { p.Spec.Containers[0].Env[1].Value = "4" }},
+		{"env appended within capacity", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env[:1], corev1.EnvVar{Name: "D", Value: "5"})
+		}},
+		{"mount removed in place", func(p *corev1.Pod) {
+			p.Spec.Containers[1].VolumeMounts = slices.DeleteFunc(p.Spec.Containers[1].VolumeMounts, func(corev1.VolumeMount) bool { return true })
+		}},
+		{"volume replaced in place", func(p *corev1.Pod) {
+			p.Spec.Volumes[0] = corev1.Volume{Name: "v", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+		}},
+		{"volume replaced by an equal one", func(p *corev1.Pod) { p.Spec.Volumes[0] = *p.Spec.Volumes[0].DeepCopy() }},
+		{"security context replaced", func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To[int64](1)}
+		}},
+		{"many env vars: one moved, one added", func(p *corev1.Pod) {
+			env := p.Spec.Containers[1].Env
+			moved := env[3]
+			p.Spec.Containers[1].Env = append(slices.Delete(env, 3, 4), moved, corev1.EnvVar{Name: "new"})
+		}},
 		{"annotations from none", func(p *corev1.Pod) { p.Annotations = map[string]string{"x/y": "1", "a~b": "2"} }},
 		{"labels (whole-document fallback)", func(p *corev1.Pod) { p.Labels = map[string]string{"l": "1"} }},
 		{"spec scalar", func(p *corev1.Pod) { p.Spec.ServiceAccountName = "sa" }},
@@ -144,12 +220,95 @@ func TestPodPatchEdgeCases(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			original := base()
-			original.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "0"}, {Name: "C", Value: "3"}}
+			original.Annotations = map[string]string{"keep": "1", "drop": "1"}
+			original.Spec.Containers[0].Env = make([]corev1.EnvVar, 2, 4)
+			original.Spec.Containers[0].Env[0] = corev1.EnvVar{Name: "A", Value: "0"}
+			original.Spec.Containers[0].Env[1] = corev1.EnvVar{Name: "C", Value: "3"}
 			original.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "v", MountPath: "/a"}}
-			modified := original.DeepCopy()
-			tt.mutate(modified)
-			doc, _ := json.Marshal(original)
-			checkEquivalent(t, doc, original, modified)
+			for i := range 20 { // beyond the length where names are looked up in a map
+				original.Spec.Containers[1].Env = append(original.Spec.Containers[1].Env, corev1.EnvVar{Name: "E" + strconv.Itoa(i), Value: "v"})
+			}
+			var s Snapshot
+			// In place, as the webhook does; and on a copy, which shares nothing with the original.
+			pod := original.DeepCopy()
+			before, after, derived := derive(t, &s, pod, tt.mutate)
+			checkEquivalent(t, before, before, after, derived)
+			pod = original.DeepCopy()
+			before, after, derived = derive(t, &s, pod, func(p *corev1.Pod) {
+				c := p.DeepCopy()
+				tt.mutate(c)
+				*p = *c
+			})
+			checkEquivalent(t, before, before, after, derived)
 		})
 	}
+}
+
+// benchmarkPod is the benchmark pod (the shared one, opted in), decoded, and a Snapshot of it
+// taken before the injector mutated it in place.
+func benchmarkPod(b *testing.B) (*Snapshot, *corev1.Pod) {
+	b.Helper()
+	inj, err := injector.New(injector.Config{Sidecar: injector.SidecarConfig{Image: "registry.example.com/api-proxy:test"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := os.ReadFile("../../injector/testdata/realistic.in.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(doc, &pod); err != nil {
+		b.Fatal(err)
+	}
+	var s Snapshot
+	s.Take(&pod)
+	if _, err := inj.Mutate(injector.Namespace{Name: "bench"}, &pod); err != nil {
+		b.Fatal(err)
+	}
+	return &s, &pod
+}
+
+// BenchmarkPatch is the patch path alone, as the webhook runs it: a Snapshot of the pod (taken
+// of an injected pod of the same shape: the cost is the same), then the patch derived from it,
+// encoded. Reports the patch's size as patch-bytes.
+func BenchmarkPatch(b *testing.B) {
+	s, pod := benchmarkPod(b)
+	var again Snapshot
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		again.Take(pod)
+		var n int
+		var err error
+		if buf, n, err = s.AppendPatch(buf[:0], pod); err != nil || n == 0 {
+			b.Fatal(n, err)
+		}
+	}
+	b.ReportMetric(float64(len(buf)), "patch-bytes")
+}
+
+// BenchmarkPatchWholeDocument is the baseline of BenchmarkPatch: a deep copy of the pod, the
+// two pods marshalled, the whole-document diff, its operations encoded.
+func BenchmarkPatchWholeDocument(b *testing.B) {
+	s, pod := benchmarkPod(b)
+	original := s.pod.DeepCopy() // a copy of the pod as it was, for the baseline's own DeepCopy
+	var patch []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = original.DeepCopy()
+		ja, _ := json.Marshal(&s.pod)
+		jb, _ := json.Marshal(pod)
+		ops, err := Create(ja, jb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if patch, err = json.Marshal(ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(patch)), "patch-bytes")
 }
