@@ -2,6 +2,10 @@
 // decodes the pod, takes the namespace's injection mode from the path the API server called,
 // runs the injector, and answers with a JSON patch and warnings, or a 403 refusal.
 //
+// It is on the path of every pod creation that opts in, so it is written to cost little more
+// than decoding the pod: one parse of the body, the patch derived from what the injector
+// changed (package patch), the answer encoded into one pooled buffer (see Handler).
+//
 // The namespace mode comes from the MutatingWebhookConfiguration: it has one entry per mode,
 // each selecting its namespaces by label and calling its own path. The API server evaluates
 // those selectors on every admission, so the handler needs no namespace lookup and no cache

@@ -1,16 +1,21 @@
 package webhook
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
+	"strconv"
+	"sync"
 
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	admissionmetrics "sigs.k8s.io/controller-runtime/pkg/webhook/admission/metrics"
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/api-access-injector/api-access-injector/injector"
@@ -37,72 +42,258 @@ var Paths = map[string]injector.NamespaceMode{
 
 var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
 
-// Handler admits the pods of namespaces in one injection mode.
+// maxRequestSize bounds the body read, as controller-runtime's admission webhook does: two
+// objects of at most 3 MiB each and the rest of the review.
+const maxRequestSize = 7 << 20
+
+// Handler admits the pods of namespaces in one injection mode. It serves the AdmissionReview
+// path itself, as an http.Handler registered on controller-runtime's webhook server (which
+// brings TLS, certificate reloading and the request metrics): controller-runtime's
+// admission.Webhook would parse each body twice (once only to read its apiVersion and kind),
+// then again the pod it carries, and encode a patch it re-scans, all of which showed in the
+// profiles of docs/performance.md. This one parses the body once, pod included, by the API
+// server's own rules, derives the patch from what the injector did, and writes the answer in
+// one buffer. It keeps what admission.Webhook gives: panic recovery, warnings, both
+// AdmissionReview versions.
 type Handler struct {
-	// Injector does the mutation.
-	Injector *injector.Injector
-	// Mode is the injection mode of the namespaces whose pods this handler receives.
-	Mode injector.NamespaceMode
+	injector *injector.Injector
+	mode     injector.NamespaceMode
+	log      logr.Logger
+	results  [numResults]prometheus.Counter
+}
+
+// NewHandler returns the handler of the pods of namespaces in mode.
+func NewHandler(inj *injector.Injector, mode injector.NamespaceMode) *Handler {
+	h := &Handler{injector: inj, mode: mode, log: ctrl.Log.WithName("admission").WithValues("mode", modeLabel(mode))}
+	for r := range numResults {
+		h.results[r] = injections.WithLabelValues(resultLabels[r], modeLabel(mode))
+	}
+	return h
 }
 
 // Register serves one handler per namespace mode on a webhook server.
 func Register(mux interface{ Register(string, http.Handler) }, inj *injector.Injector) {
 	for path, mode := range Paths {
-		hook := &admission.Webhook{Handler: &Handler{Injector: inj, Mode: mode}}
-		mux.Register(path, hook.WithRecoverPanic(true))
+		mux.Register(path, NewHandler(inj, mode))
 	}
 }
 
-// Handle implements admission.Handler.
-func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	log := ctrl.LoggerFrom(ctx)
+// state is the memory one admission works in, reused from one to the next.
+type state struct {
+	body, out, patch []byte
+	review           review
+	req              request
+	snap             patch.Snapshot
+	// What the answer needs of the request: its UID and the version it was asked in.
+	uid        string
+	apiVersion string
+}
+
+var states = sync.Pool{New: func() any { return new(state) }}
+
+// reset drops what refers to the last admission; buffers grown by an unusually large one are
+// dropped too, so that the pool does not hold them.
+func (st *state) reset() {
+	st.review, st.req = review{}, request{}
+	st.snap.Reset()
+	for _, b := range []*[]byte{&st.body, &st.out, &st.patch} {
+		if cap(*b) > 1<<20 {
+			*b = nil
+		}
+	}
+}
+
+// jsonContentType is shared by every answer's header, which net/http only reads: setting the
+// map entry directly saves the slice and key canonicalisation Header.Set would cost.
+var jsonContentType = []string{"application/json"}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := states.Get().(*state)
+	st.uid, st.apiVersion = "", reviewV1
+	defer func() {
+		if p := recover(); p != nil {
+			// As controller-runtime's admission.Webhook does: count it, hand it to the panic
+			// handlers (which log it with its stack), answer an error. The state may be
+			// half-written: it does not go back to the pool.
+			admissionmetrics.WebhookPanics.WithLabelValues().Inc()
+			for _, fn := range utilruntime.PanicHandlers {
+				fn(r.Context(), p)
+			}
+			h.results[resultError].Inc()
+			resp := errored(http.StatusInternalServerError, fmt.Errorf("panic: %v [recovered]", p))
+			write(w, appendReview(nil, st.apiVersion, st.uid, &resp))
+			return
+		}
+		st.reset()
+		states.Put(st)
+	}()
+	resp := h.serve(r, st)
+	st.out = appendReview(st.out[:0], st.apiVersion, st.uid, &resp)
+	write(w, st.out)
+}
+
+// write sends the answer in one piece, with its length: no chunked encoding.
+func write(w http.ResponseWriter, b []byte) {
+	header := w.Header()
+	header["Content-Type"] = jsonContentType
+	header["Content-Length"] = []string{strconv.Itoa(len(b))}
+	_, _ = w.Write(b) // an error is the connection's: there is no one left to tell
+}
+
+// serve reads, decodes and admits one review.
+func (h *Handler) serve(r *http.Request, st *state) response {
+	var body []byte
+	var err error
+	if r.Body != nil {
+		body, err = readBody(st.body[:0], r.Body, r.ContentLength)
+		st.body = body
+	}
+	switch {
+	case err == nil && len(body) == 0:
+		h.results[resultError].Inc()
+		return errored(http.StatusBadRequest, errors.New("request body is empty"))
+	case errors.Is(err, errTooLarge):
+		h.results[resultError].Inc()
+		return errored(http.StatusRequestEntityTooLarge, err)
+	case err != nil:
+		h.results[resultError].Inc()
+		return errored(http.StatusBadRequest, fmt.Errorf("reading the request: %w", err))
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		h.results[resultError].Inc()
+		return errored(http.StatusBadRequest, fmt.Errorf("contentType=%s, expected application/json", ct))
+	}
+
+	// Decoded as the API server decodes: case-sensitive field names, integers kept exact.
+	st.review.Request = &st.req
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &st.review); err != nil {
+		return h.undecodable(body, st, err)
+	}
+	if resp, ok := h.checkVersion(st, st.review.APIVersion, st.review.Kind); !ok {
+		return resp
+	}
+	// The request points into the state, so an absent one looks empty: without a UID, it
+	// could not be answered anyway.
+	req := st.review.Request
+	if req == nil || req.UID == "" {
+		h.results[resultError].Inc()
+		return errored(http.StatusBadRequest, errors.New("decoding the AdmissionReview: it has no request.uid"))
+	}
+	st.uid = string(req.UID)
 	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
-		return admission.Allowed("not a pod creation")
+		return allowed("not a pod creation")
 	}
-	// Decoded as the API server encodes it: case-sensitive field names, integers kept exact.
-	pod := &corev1.Pod{}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
-		record(h.Mode, resultError)
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
-	}
+	pod := &req.Object
 	// The API server sends only pods that passed its own schema; anything else gets no patch,
 	// which could not apply to an object missing the metadata or spec it adds to.
 	if (pod.Name == "" && pod.GenerateName == "") || len(pod.Spec.Containers) == 0 {
-		record(h.Mode, resultError)
-		return admission.Errored(http.StatusBadRequest, errors.New("decoding pod: not a pod: it needs metadata.name or metadata.generateName, and spec.containers"))
+		h.results[resultError].Inc()
+		return errored(http.StatusBadRequest, errors.New("decoding pod: not a pod: it needs metadata.name or metadata.generateName, and spec.containers"))
 	}
-	// Diff against the decoded original, not the raw request: both sides then lack the
-	// fields the compiled types do not know, so the patch never removes them
-	// (https://github.com/Azure/azure-workload-identity/issues/1312); and diff named lists
-	// by name (package patch), so that inserting the sidecar first in initContainers does
-	// not shift those fields into the wrong container.
-	var snap patch.Snapshot
-	snap.Take(pod)
-	res, err := h.Injector.Mutate(injector.Namespace{Name: req.Namespace, Mode: h.Mode}, pod)
+
+	// The patch is derived from what the injector changed, compared with a snapshot of the
+	// pod as decoded (package patch): both sides lack the fields the compiled types do not
+	// know, so the patch never removes them
+	// (https://github.com/Azure/azure-workload-identity/issues/1312); and named lists are
+	// patched by name, so that inserting the sidecar first in initContainers does not shift
+	// those fields into the wrong container.
+	st.snap.Take(pod)
+	res, err := h.injector.Mutate(injector.Namespace{Name: req.Namespace, Mode: h.mode}, pod)
 	var refusal *injector.Refusal
 	switch {
 	case errors.As(err, &refusal):
-		record(h.Mode, resultRefused)
-		log.Info("pod refused", "namespace", req.Namespace, "reason", refusal.Error())
-		return admission.Denied(refusal.Error())
+		h.results[resultRefused].Inc()
+		if h.log.Enabled() {
+			h.log.Info("pod refused", "namespace", req.Namespace, "name", pod.Name, "generateName", pod.GenerateName, "requestID", req.UID, "reason", refusal.Error())
+		}
+		return denied(refusal.Error())
 	case err != nil:
-		record(h.Mode, resultError)
-		return admission.Errored(http.StatusInternalServerError, err)
+		h.results[resultError].Inc()
+		return errored(http.StatusInternalServerError, err)
 	case !res.Inject:
-		record(h.Mode, resultSkipped)
-		return admission.Allowed(res.Reason).WithWarnings(res.Warnings...)
+		h.results[resultSkipped].Inc()
+		resp := allowed(res.Reason)
+		resp.warnings = res.Warnings
+		return resp
 	}
-	ops, n, err := snap.AppendPatch(nil, pod)
-	if err != nil {
-		record(h.Mode, resultError)
-		return admission.Errored(http.StatusInternalServerError, err)
+	var n int
+	if st.patch, n, err = st.snap.AppendPatch(st.patch[:0], pod); err != nil {
+		h.results[resultError].Inc()
+		return errored(http.StatusInternalServerError, fmt.Errorf("computing the patch: %w", err))
 	}
-	record(h.Mode, resultInjected)
-	log.V(1).Info("pod injected", "namespace", req.Namespace, "reason", res.Reason)
-	resp := admission.Allowed(res.Reason).WithWarnings(res.Warnings...)
+	h.results[resultInjected].Inc()
+	if l := h.log.V(1); l.Enabled() {
+		l.Info("pod injected", "namespace", req.Namespace, "name", pod.Name, "generateName", pod.GenerateName, "requestID", req.UID, "reason", res.Reason)
+	}
+	resp := allowed(res.Reason)
+	resp.warnings = res.Warnings
 	if n > 0 {
-		jsonPatch := admissionv1.PatchTypeJSONPatch
-		resp.Patch, resp.PatchType = ops, &jsonPatch
+		resp.patch = st.patch
 	}
 	return resp
+}
+
+// undecodable answers a review whose full decoding failed: a request the webhook should not
+// have been sent, whose object need not be a pod, is allowed as controller-runtime's handler
+// would; a malformed pod or review is an error.
+func (h *Handler) undecodable(body []byte, st *state, err error) response {
+	var hdr reviewHeader
+	if sigsjson.UnmarshalCaseSensitivePreserveInts(body, &hdr) != nil || hdr.Request == nil {
+		h.results[resultError].Inc()
+		return errored(http.StatusBadRequest, fmt.Errorf("decoding the AdmissionReview: %w", err))
+	}
+	if resp, ok := h.checkVersion(st, hdr.APIVersion, hdr.Kind); !ok {
+		return resp
+	}
+	st.uid = string(hdr.Request.UID)
+	req := hdr.Request
+	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
+		return allowed("not a pod creation")
+	}
+	h.results[resultError].Inc()
+	return errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+}
+
+// checkVersion records the version to answer in, or answers an error for a body that is not
+// an AdmissionReview the handler knows.
+func (h *Handler) checkVersion(st *state, apiVersion, kind string) (response, bool) {
+	switch {
+	case (apiVersion == reviewV1 || apiVersion == reviewV1beta1) && (kind == reviewKind || kind == ""):
+		st.apiVersion = apiVersion
+	case apiVersion == "" && (kind == reviewKind || kind == ""):
+	default:
+		h.results[resultError].Inc()
+		return errored(http.StatusBadRequest, fmt.Errorf("decoding the AdmissionReview: apiVersion %q, kind %q: want kind %s of %s or %s",
+			apiVersion, kind, reviewKind, reviewV1, reviewV1beta1)), false
+	}
+	return response{}, true
+}
+
+var errTooLarge = fmt.Errorf("request entity is too large; limit is %d bytes", maxRequestSize)
+
+// readBody appends the body to buf, sized at once when its length is known.
+func readBody(buf []byte, body io.Reader, length int64) ([]byte, error) {
+	if length > maxRequestSize {
+		return buf, errTooLarge
+	}
+	if length > 0 {
+		buf = slices.Grow(buf, int(length)+1) // one more byte, to read the end without growing
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 4096)
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > maxRequestSize {
+			return buf, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
