@@ -71,12 +71,15 @@ fuzz: ## Fuzz each target briefly (a fixed count of executions; FUZZTIME=5m to g
 	go test ./proxy -run '^$$' -fuzz '^FuzzFilterCheck$$' -fuzztime $(or $(FUZZTIME),30000x)
 
 .PHONY: bench
-bench: ## Run the Go benchmarks (injector, admission handler, proxy handler).
-	go test -run '^$$' -bench . -benchmem ./injector ./webhook ./proxy
+bench: ## Run the Go benchmarks with allocation counts (injector, patch path, admission handler against the null webhook, proxy handler).
+	go test -run '^$$' -bench . -benchmem ./injector ./internal/patch ./webhook ./proxy
+
+# LOAD_FLAGS are extra flags of hack/webhookload, e.g. -baseline=OTHER-BINARY -rounds=5 -duration=20s.
+LOAD_FLAGS ?=
 
 .PHONY: load
-load: build ## Load a locally started webhook with AdmissionReviews over TLS; reports throughput and p50/p99.
-	go run ./hack/webhookload
+load: build ## Load the webhook with AdmissionReviews over TLS against the null webhook, same run; reports the ratios of the goals.
+	go run ./hack/webhookload $(LOAD_FLAGS)
 
 .PHONY: proxymem
 proxymem: envtest ## Measure api-proxy's peak memory under bursts of large writes (BASELINE=<commit> measures that build too).

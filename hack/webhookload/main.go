@@ -3,10 +3,14 @@
 // benchmark pod (injector/testdata/realistic.in.yaml: the shared benchmark pod, opted in), a
 // fresh UID per request, the webhook process pinned to one core and the load on the other.
 //
-// It runs, in one go, the api-access-injector webhook binary and a "null" webhook (TLS,
-// decode, encode, a trivial patch: the harness's floor), and reports for each: closed-loop
-// throughput with 4 senders, CPU microseconds per admission, open-loop p50/p99 latency at a
-// fixed rate, and peak resident memory. Run it with `make load`.
+// It runs, in one go, the api-access-injector webhook binary, optionally a second build of it
+// (-baseline, e.g. the main branch's, for a before/after in the same run), and a "null"
+// webhook (TLS, decode, encode, a trivial patch: the harness's floor), in interleaved rounds,
+// and reports for each the medians of: closed-loop throughput with 4 senders, CPU
+// microseconds per admission, open-loop p50/p99 latency at a fixed rate, peak resident
+// memory, and the size of the patch it answers with; then the ratios of each injector to the
+// null webhook of the same run, which are what the goals are stated in (absolute figures move
+// with the machine and its load). Run it with `make load`.
 package main
 
 import (
@@ -39,6 +43,8 @@ import (
 
 type options struct {
 	bin       string
+	baseline  string
+	rounds    int
 	podFile   string
 	duration  time.Duration
 	senders   int
@@ -51,6 +57,8 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/api-access-injector", "The webhook binary to measure (make build).")
+	flag.StringVar(&o.baseline, "baseline", "", "A second api-access-injector binary to measure in the same run, e.g. one built from main.")
+	flag.IntVar(&o.rounds, "rounds", 3, "Interleaved rounds; each figure is the median of the rounds.")
 	flag.StringVar(&o.podFile, "pod", "injector/testdata/realistic.in.yaml", "The pod to admit (YAML).")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "Length of each load phase.")
 	flag.IntVar(&o.senders, "senders", 4, "Concurrent senders in the closed loop.")
@@ -79,6 +87,7 @@ type result struct {
 	p50, p99, max time.Duration // open loop
 	failures      int64
 	rssKB         int64
+	patchBytes    int // of the first answer
 }
 
 func run(o options) error {
@@ -103,41 +112,85 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	targets := []struct {
+	type target struct {
 		name string
 		path string
 		argv []string
-	}{
-		{"api-access-injector", "/inject/opt-in", []string{o.bin, "webhook", "--cert-dir", work, "--metrics-bind-address", "0",
-			"--health-probe-bind-address", "0", "--log-level", "error"}},
+	}
+	injectorTarget := func(name, bin string) target {
+		return target{name, "/inject/opt-in", []string{bin, "webhook", "--cert-dir", work, "--metrics-bind-address", "0",
+			"--health-probe-bind-address", "0", "--log-level", "error"}}
+	}
+	targets := []target{injectorTarget("api-access-injector", o.bin)}
+	if o.baseline != "" {
+		targets = append(targets, injectorTarget("baseline", o.baseline))
 	}
 	if !o.skipNull {
-		targets = append(targets, struct {
-			name string
-			path string
-			argv []string
-		}{"null webhook (floor)", "/null", []string{self, "--cert-dir", work}})
+		targets = append(targets, target{"null webhook (floor)", "/null", []string{self, "--cert-dir", work}})
 	}
-	fmt.Printf("machine: %s, %d cores; webhook pinned to core 0 (GOMAXPROCS=1), load on the others\n", cpuModel(), goruntime.NumCPU())
-	fmt.Printf("pod: %s (%d bytes of JSON), a fresh UID per request; %v per phase\n\n", o.podFile, len(body), o.duration)
+	fmt.Printf("machine: %s, %d cores, load average %s; webhook pinned to core 0 (GOMAXPROCS=1), load on the others\n",
+		cpuModel(), goruntime.NumCPU(), loadAverage())
+	fmt.Printf("pod: %s (%d bytes of JSON), a fresh UID per request; %v per phase, %d interleaved rounds, medians\n\n",
+		o.podFile, len(body), o.duration, o.rounds)
 
+	rounds := make([][]result, len(targets))
+	for round := range o.rounds {
+		for i, t := range targets {
+			port := strconv.Itoa(19443 + i)
+			argv := t.argv
+			if t.path == "/null" {
+				argv = append(argv, "--serve-null", port)
+			} else {
+				argv = append(argv, "--webhook-port", port)
+			}
+			r, err := measure(o, t.name, "https://127.0.0.1:"+port+t.path, argv, kubeconfig, body)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			rounds[i] = append(rounds[i], r)
+			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f/s, %.0f µs/admission, p99 %.2f ms, %d MB\n", round+1, t.name,
+				r.throughput, float64(r.cpuPerAdmit.Nanoseconds())/1e3, ms(r.p99), r.rssKB/1024)
+		}
+	}
 	var results []result
-	for i, t := range targets {
-		port := strconv.Itoa(19443 + i)
-		argv := t.argv
-		if t.name == "api-access-injector" {
-			argv = append(argv, "--webhook-port", port)
-		} else {
-			argv = append(argv, "--serve-null", port)
-		}
-		r, err := measure(o, t.name, "https://127.0.0.1:"+port+t.path, argv, kubeconfig, body)
-		if err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
-		}
-		results = append(results, r)
+	for _, rs := range rounds {
+		results = append(results, median(rs))
 	}
 	printTable(o, results)
+	fmt.Printf("\nload average at the end: %s\n", loadAverage())
 	return nil
+}
+
+// median takes the median of each figure over the rounds.
+func median(rs []result) result {
+	m := rs[0]
+	pick := func(f func(r result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	m.throughput = pick(func(r result) float64 { return r.throughput })
+	m.cpuPerAdmit = time.Duration(pick(func(r result) float64 { return float64(r.cpuPerAdmit) }))
+	m.p50 = time.Duration(pick(func(r result) float64 { return float64(r.p50) }))
+	m.p99 = time.Duration(pick(func(r result) float64 { return float64(r.p99) }))
+	m.max = time.Duration(pick(func(r result) float64 { return float64(r.max) }))
+	m.rssKB = int64(pick(func(r result) float64 { return float64(r.rssKB) }))
+	m.failures = 0
+	for _, r := range rs {
+		m.failures += r.failures
+	}
+	return m
+}
+
+func loadAverage() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(data)); len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 func measure(o options, name, url string, argv []string, kubeconfig string, pod []byte) (result, error) {
@@ -156,6 +209,7 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a self-signed certificate made by this run
 		MaxIdleConnsPerHost: o.senders * 4, ForceAttemptHTTP2: false,
 	}, Timeout: 10 * time.Second}
+	var patchBytes atomic.Int64
 	send := func() (time.Duration, error) {
 		start := time.Now()
 		resp, err := client.Post(url, "application/json", bytes.NewReader(review(pod)))
@@ -170,6 +224,7 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 		if out.Response == nil || !out.Response.Allowed || len(out.Response.Patch) == 0 {
 			return 0, fmt.Errorf("unexpected answer: %+v", out.Response)
 		}
+		patchBytes.CompareAndSwap(0, int64(len(out.Response.Patch)))
 		return time.Since(start), nil
 	}
 	ready := false
@@ -183,7 +238,7 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 		return result{}, fmt.Errorf("not answering after 20s: %s", stderr.String())
 	}
 	pid := cmd.Process.Pid
-	r := result{name: name}
+	r := result{name: name, patchBytes: int(patchBytes.Load())}
 
 	// Warm up, then the closed loop.
 	closedLoop(send, o.senders, 2*time.Second)
@@ -293,10 +348,16 @@ func printTable(o options, results []result) {
 	})
 	row("peak resident memory", func(r result) string { return fmt.Sprintf("%.0f MB", float64(r.rssKB)/1024) })
 	row("failed requests", func(r result) string { return strconv.FormatInt(r.failures, 10) })
-	if len(results) == 2 && results[1].throughput > 0 {
-		a, b := results[0], results[1]
-		fmt.Printf("\nratios to the null webhook of this run: throughput %.2f, CPU per admission %.2f, p99 %.2f\n",
-			a.throughput/b.throughput, float64(a.cpuPerAdmit)/float64(b.cpuPerAdmit), float64(a.p99)/float64(b.p99))
+	row("patch bytes (JSON, before base64)", func(r result) string { return strconv.Itoa(r.patchBytes) })
+	null := results[len(results)-1]
+	if o.skipNull || null.throughput == 0 || null.cpuPerAdmit == 0 || null.p99 == 0 || null.rssKB == 0 {
+		return
+	}
+	fmt.Printf("\nratios to the null webhook of this run (goals: CPU <= 1.3, throughput >= 0.75, p99 <= 1.5, RSS <= 1.5):\n")
+	for _, r := range results[:len(results)-1] {
+		fmt.Printf("  %s: CPU per admission %.2f, throughput %.2f, p99 at %d/s %.2f, RSS %.2f\n", r.name,
+			float64(r.cpuPerAdmit)/float64(null.cpuPerAdmit), r.throughput/null.throughput, o.rate,
+			float64(r.p99)/float64(null.p99), float64(r.rssKB)/float64(null.rssKB))
 	}
 }
 
