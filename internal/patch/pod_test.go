@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -115,6 +116,12 @@ func TestSnapshotMatchesCreateOnInjections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Inputs named kubectl-* run in sidecar mode kubectl, as in the injector's golden tests.
+	kubectl, err := injector.New(injector.Config{Sidecar: injector.SidecarConfig{Mode: injector.SidecarKubectl,
+		Image: "registry.k8s.io/kubectl:v1.37.2", InitImage: "registry.example.com/api-proxy:test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	inputs, _ := filepath.Glob("../../injector/testdata/*.in.yaml")
 	if len(inputs) == 0 {
 		t.Fatal("no injector golden inputs")
@@ -133,6 +140,10 @@ func TestSnapshotMatchesCreateOnInjections(t *testing.T) {
 			var pod corev1.Pod
 			if err := json.Unmarshal(doc, &pod); err != nil {
 				t.Fatal(err)
+			}
+			inj := inj
+			if strings.HasPrefix(filepath.Base(in), "kubectl-") {
+				inj = kubectl
 			}
 			mutate := func(p *corev1.Pod) {
 				if _, err := inj.Mutate(injector.Namespace{Name: "ns"}, p); err != nil {
