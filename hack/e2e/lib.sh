@@ -48,3 +48,17 @@ e2e_wait() {
 e2e_envtest_assets() {
   ENVTEST_K8S_VERSION=$E2E_K8S_VERSION "$(dirname "${BASH_SOURCE[0]}")/../setup-envtest.sh"
 }
+
+# e2e_require_no_node fails when a node seems up already (its ports are taken or its bridge
+# exists): one node per machine.
+e2e_require_no_node() {
+  local port
+  for port in $E2E_PORTS; do
+    if ss -Hltn "sport = :$port" | grep -q .; then
+      e2e_die "port $port is in use; is a node already up? run: make e2e-down"
+    fi
+  done
+  if ip link show e2e0 >/dev/null 2>&1; then
+    e2e_die "the bridge e2e0 exists; is a node already up? run: make e2e-down"
+  fi
+}

@@ -11,6 +11,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 e2e_require_root
 [ -x "${HELM:-}" ] || e2e_die "HELM=${HELM:-} is not an executable Helm CLI; run: make helm"
 
+# One node per machine. Both checks come before the teardown trap: a run that cannot start
+# must not tear down the node of another run (or of make e2e-up) that holds the ports.
+exec 9>/run/lock/api-access-injector-e2e.lock
+flock -n 9 || e2e_die "another make e2e is running on this machine (it holds /run/lock/api-access-injector-e2e.lock)"
+e2e_require_no_node
+
 t0=$(date +%s)
 teardown() {
   local rc=$?
@@ -22,7 +28,7 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-KUBECONFIG=$("$here/up.sh")
+KUBECONFIG=$("$here/up.sh" 9>&-) # the daemons must not inherit the lock
 export KUBECONFIG HELM E2E_NODE_DIR
 t_up=$(date +%s)
 e2e_log "node up in $((t_up - t0))s"

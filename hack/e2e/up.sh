@@ -35,12 +35,7 @@ done
 [ -f "$node/images/pause.tar" ] || e2e_die "$node/images/pause.tar is missing; run: make e2e-images"
 [ -d /sys/fs/cgroup ] && [ -n "$(ls -A /sys/fs/cgroup 2>/dev/null)" ] ||
   e2e_die "no cgroup file system at /sys/fs/cgroup: the kubelet needs one (mount cgroup v1 or v2 first)"
-for port in $E2E_PORTS; do
-  if ss -Hltn "sport = :$port" | grep -q .; then
-    e2e_die "port $port is in use; is a node already up? run: make e2e-down"
-  fi
-done
-ip link show e2e0 >/dev/null 2>&1 && e2e_die "the bridge e2e0 exists; is a node already up? run: make e2e-down"
+e2e_require_no_node
 
 mkdir -p "$run" "$node"/{log,etc/containerd,etc/cni/net.d,var/etcd,var/kubelet,var/log/pods,var/cni}
 # What the kubelet, kube-proxy and the bridge plugin change on the host; down.sh restores it.
