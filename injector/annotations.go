@@ -33,6 +33,11 @@ const (
 	// names, so that unmodified in-cluster clients go through the proxy. Implies
 	// IsolateTokenAnnotation.
 	TransparentAnnotation = "apiaccess.io/transparent"
+	// AllowExecAnnotation ("true") lets exec and attach through the proxy, which by default
+	// refuses them as kubectl proxy does (its --reject-paths guards against a browser on the
+	// same host running commands in pods). ReadOnlyAnnotation wins: a read-only pod still
+	// refuses them.
+	AllowExecAnnotation = "apiaccess.io/allow-exec"
 )
 
 // Pod annotations that the injector writes, or wrote.

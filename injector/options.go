@@ -19,6 +19,8 @@ type Options struct {
 	Transparent bool
 	// Containers names the containers to wire; nil means all but the sidecar.
 	Containers []string
+	// AllowExec lets exec and attach through the proxy (unless ReadOnly, which wins).
+	AllowExec bool
 }
 
 // userAnnotations are the pod annotation keys users set, in the order of annotations.go
@@ -32,6 +34,7 @@ var userAnnotations = []string{
 	IsolateTokenAnnotation,
 	ContainersAnnotation,
 	TransparentAnnotation,
+	AllowExecAnnotation,
 }
 
 // writtenAnnotations are the keys under AnnotationPrefix that the injector itself writes, now
@@ -126,6 +129,7 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 			o.Containers = append(o.Containers, name)
 		}
 	}
+	o.AllowExec = parseBool(&r, annotations, AllowExecAnnotation)
 	return o, r.orNil()
 }
 

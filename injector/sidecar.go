@@ -22,6 +22,8 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 	}
 	if opts.ReadOnly {
 		args = append(args, "--read-only")
+	} else if opts.AllowExec {
+		args = append(args, "--reject-paths="+allowExecRejectPaths)
 	}
 	// Written before the startupProbe can pass, so before any app container starts.
 	args = append(args, "--kubeconfig-out="+kubeconfigPath)
@@ -98,6 +100,13 @@ var kubeconfigPath = path.Join(KubeconfigMountPath, KubeconfigFileName)
 // run commands or open tunnels, even by GET.
 const kubectlReadOnlyPaths = `^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach,^/api/.*/pods/.*/portforward,^/api/.*/proxy,^/api/.*/.*/proxy`
 
+// allowExecRejectPaths replaces the default --reject-paths (exec and attach) of a pod with
+// AllowExecAnnotation: it matches only the empty path, which no request has, so it rejects
+// nothing, in api-proxy and in kubectl proxy alike (it is kubectl proxy's own --reject-methods
+// default, https://kubernetes.io/docs/reference/kubectl/generated/kubectl_proxy/). Never
+// passed with --read-only, which refuses exec and attach on its own and wins.
+const allowExecRejectPaths = `^$`
+
 // kubectlProxy turns the sidecar into `kubectl proxy` with the same port and filters. kubectl
 // proxy listens on loopback only and has no health endpoint of its own, so the startup probe
 // runs kubectl inside the container and asks the API server's /readyz through the proxy.
@@ -107,6 +116,8 @@ func kubectlProxy(c *corev1.Container, opts Options) {
 	if opts.ReadOnly {
 		// kubectl proxy has no read-only mode; its filters approximate ours.
 		c.Args = append(c.Args, "--reject-methods=^(POST|PUT|PATCH|DELETE)$", "--reject-paths="+kubectlReadOnlyPaths)
+	} else if opts.AllowExec {
+		c.Args = append(c.Args, "--reject-paths="+allowExecRejectPaths)
 	}
 	c.Ports = nil
 	// The kubectl image cannot write the kubeconfig: the init container KubeconfigInitName does.
