@@ -236,48 +236,41 @@ func TestScenarios(t *testing.T) {
 		}
 	})
 
-	t.Run("exec and port-forward from an app container through the proxy", func(t *testing.T) {
+	t.Run("exec (with allow-exec) and port-forward from an app container through the proxy", func(t *testing.T) {
 		t.Parallel()
 		ns := newNamespace(t, "e2e-tunnel", nil)
 		target := appPod("target", nil, "serve")
 		target.Spec.RestartPolicy = corev1.RestartPolicyAlways
 		createPod(t, ns, target)
-		poll(t, 2*time.Minute, "the port-forward target running", func(ctx context.Context) (bool, error) {
-			p, err := clientset.CoreV1().Pods(ns).Get(ctx, "target", metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		type tunnelResult struct {
-			OK     bool   `json:"ok"`
-			Output string `json:"output"`
-			Error  string `json:"error"`
-		}
+		waitPodReady(t, ns, "target")
 		cases := []struct {
-			name     string
-			readOnly string
-			args     []string
-			ok       bool
-			contains string
+			name        string
+			annotations []string // key, value pairs besides the opt-in
+			args        []string
+			ok          bool
+			contains    string
 		}{
 			// port-forward passes the default filters (those of kubectl proxy) and reaches
 			// the real kubelet.
-			{name: "portforward", readOnly: "false", args: []string{"portforward", "target", "8080"}, ok: true, contains: "hello from target"},
+			{name: "portforward", args: []string{"portforward", "target", "8080"}, ok: true, contains: "hello from target"},
 			// read-only refuses the tunnel even though it is opened by an upgrade.
-			{name: "portforward-read-only", readOnly: "true", args: []string{"portforward", "target", "8080"}, ok: false, contains: "--read-only"},
+			{name: "portforward-read-only", annotations: []string{injector.ReadOnlyAnnotation, "true"},
+				args: []string{"portforward", "target", "8080"}, ok: false, contains: "--read-only"},
 			// exec is refused by the default --reject-paths, as kubectl proxy refuses it.
 			// The refusals are the proxy's 403 Status, whose message client-go shows.
-			{name: "exec", readOnly: "false", args: []string{"exec", "target", "app"}, ok: false, contains: "--reject-paths"},
-			{name: "exec-read-only", readOnly: "true", args: []string{"exec", "target", "app"}, ok: false, contains: "--reject-paths"},
+			{name: "exec", args: []string{"exec", "target", "app"}, ok: false, contains: "--reject-paths"},
+			{name: "exec-read-only", annotations: []string{injector.ReadOnlyAnnotation, "true"},
+				args: []string{"exec", "target", "app"}, ok: false, contains: "--reject-paths"},
+			// allow-exec lifts that refusal: the command runs in the target through the real
+			// kubelet and its output comes back.
+			{name: "exec-allowed", annotations: []string{injector.AllowExecAnnotation, "true"},
+				args: []string{"exec", "target", "app"}, ok: true, contains: "hello"},
+			// read-only wins over allow-exec.
+			{name: "exec-allowed-read-only", annotations: []string{injector.AllowExecAnnotation, "true", injector.ReadOnlyAnnotation, "true"},
+				args: []string{"exec", "target", "app"}, ok: false, contains: "--reject-paths"},
 		}
 		for _, c := range cases {
-			createPod(t, ns, appPod(c.name, optIn(injector.ReadOnlyAnnotation, c.readOnly), c.args...))
+			createPod(t, ns, appPod(c.name, optIn(c.annotations...), c.args...))
 		}
 		for _, c := range cases {
 			p := waitPodDone(t, ns, c.name)
@@ -327,6 +320,30 @@ func TestScenarios(t *testing.T) {
 		p := runPod(t, ns, appPod("app", optIn(), "list"))
 		checkInjected(t, p)
 		checkListed(t, ns, p.Name)
+	})
+}
+
+// tunnelResult is what the app's portforward and exec modes report.
+type tunnelResult struct {
+	OK     bool   `json:"ok"`
+	Output string `json:"output"`
+	Error  string `json:"error"`
+}
+
+// waitPodReady waits, bounded, for the pod to be Ready (a target for exec and port-forward).
+func waitPodReady(t *testing.T, ns, name string) {
+	t.Helper()
+	poll(t, 2*time.Minute, "pod "+ns+"/"+name+" ready", func(ctx context.Context) (bool, error) {
+		p, err := clientset.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
 	})
 }
 

@@ -5,6 +5,7 @@ package realcluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -74,6 +76,20 @@ func TestLifecycle(t *testing.T) {
 			t.Fatalf("sidecar %+v; want the kubectl image %s\n%s", s, kubectlImg, webhookLogs(t))
 		}
 		checkListed(t, optInNS, p.Name)
+		// allow-exec reaches kubectl proxy as --reject-paths=^$: exec runs through it.
+		target := appPod("kubectl-target", nil, "serve")
+		target.Spec.RestartPolicy = corev1.RestartPolicyAlways
+		createPod(t, optInNS, target)
+		waitPodReady(t, optInNS, target.Name)
+		e := runPod(t, optInNS, appPod("kubectl-exec", optIn(injector.AllowExecAnnotation, "true"), "exec", target.Name, "app"))
+		if s := sidecar(e); s == nil || !slices.Contains(s.Args, "--reject-paths=^$") {
+			t.Errorf("kubectl-mode sidecar %+v; want kubectl proxy with --reject-paths=^$", s)
+		}
+		var r tunnelResult
+		result(t, optInNS, e.Name, "app", &r)
+		if !r.OK || !strings.Contains(r.Output, "hello") {
+			t.Errorf("exec through kubectl proxy with allow-exec: ok=%v output %q error %q; want ok and hello\n%s", r.OK, r.Output, r.Error, describe(t, optInNS, e.Name))
+		}
 	})
 
 	t.Run("helm upgrade with changed values reaches new pods", func(t *testing.T) {
