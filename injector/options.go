@@ -100,6 +100,9 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 	}
 	o.ReadOnly = parseBool(&r, annotations, ReadOnlyAnnotation)
 	o.IsolateToken = parseBool(&r, annotations, IsolateTokenAnnotation)
+	// Every boolean is read before the combinations are checked, in the order the chart's
+	// workload policy reports them too.
+	o.Transparent = parseBool(&r, annotations, TransparentAnnotation)
 	if o.ReadOnly {
 		// A read-only pod keeps no credential of its own: with its own token the app would
 		// write straight to the API server, and read-only would be advice, not a boundary.
@@ -110,7 +113,6 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 		}
 		o.IsolateToken = true
 	}
-	o.Transparent = parseBool(&r, annotations, TransparentAnnotation)
 	if o.Transparent {
 		// The in-cluster token mount is where transparent mode mounts its own files, and an
 		// app left with its own token could bypass the proxy it was pointed at.

@@ -47,6 +47,8 @@ var badAnnotations = []struct {
 	{"read-only with isolate-token false and a bad port", map[string]string{injector.ProxyPortAnnotation: "1",
 		injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false", injector.ContainersAnnotation: ""}},
 	{"transparent not a boolean", map[string]string{injector.TransparentAnnotation: "yes"}},
+	{"transparent not a boolean, read-only with isolate-token false", map[string]string{injector.TransparentAnnotation: "yes",
+		injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false"}},
 	{"transparent with isolate-token false", map[string]string{injector.TransparentAnnotation: "true", injector.IsolateTokenAnnotation: "false"}},
 	{"transparent and read-only with isolate-token false", map[string]string{injector.TransparentAnnotation: "true",
 		injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false"}},
