@@ -51,28 +51,11 @@ log "released binaries are unreachable; building Kubernetes v$k8s_version and et
 mkdir -p "$build_dir/k8s" "$build_dir/etcd" "$assets_dir"
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOWORK=off
 
-# Kubernetes: k8s.io/kubernetes replaces its staging modules with local paths, so a module
-# that requires it must map each of them to its published version itself.
-staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
-  cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
-  cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice
-  externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl
-  kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin
-  sample-controller streaming"
-staging_version=v0.$(echo "$k8s_version" | cut -d. -f2-)
+. "$(dirname "$0")/kube-module.sh"
+kube_module_init "$build_dir/k8s" envtestbuild "$k8s_version"
+ldflags=$(kube_ldflags "$k8s_version")
 (
   cd "$build_dir/k8s"
-  {
-    echo "module envtestbuild"
-    echo "go 1.26"
-    echo "require k8s.io/kubernetes v$k8s_version"
-    for name in $staging; do echo "replace k8s.io/$name => k8s.io/$name $staging_version"; done
-  } >go.mod
-  minor=$(echo "$k8s_version" | cut -d. -f2)
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=v$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  done
   for cmd in kube-apiserver kubectl; do
     if [ ! -x "$assets_dir/$cmd" ] || ! "$assets_dir/$cmd" --version 2>/dev/null | grep -q "v$k8s_version"; then
       log "building $cmd"

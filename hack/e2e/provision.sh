@@ -43,28 +43,11 @@ if [ ${#todo[@]} -gt 0 ]; then
   e2e_log "building ${todo[*]##*/} v$k8s_version from the Go module proxy (once per machine; 8 to 16 minutes cold on 2 cores)"
   mkdir -p "$build_dir" "$E2E_BIN_DIR"
   export GOFLAGS=-mod=mod CGO_ENABLED=0 GOWORK=off
-  # k8s.io/kubernetes replaces its staging modules with local paths, so a module that
-  # requires it must map each one to its published version itself.
-  staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
-    cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
-    cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice
-    externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl
-    kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin
-    sample-controller streaming"
-  staging_version=v0.$(echo "$k8s_version" | cut -d. -f2-)
-  minor=$(echo "$k8s_version" | cut -d. -f2)
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=v$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  done
+  . "$(dirname "$0")/../kube-module.sh"
+  kube_module_init "$build_dir" e2enodebuild "$k8s_version"
+  ldflags=$(kube_ldflags "$k8s_version")
   (
     cd "$build_dir"
-    {
-      echo "module e2enodebuild"
-      echo "go 1.26"
-      echo "require k8s.io/kubernetes v$k8s_version"
-      for name in $staging; do echo "replace k8s.io/$name => k8s.io/$name $staging_version"; done
-    } >go.mod
     start=$(date +%s)
     # One go build for all of them: they share most packages, compiled once.
     mkdir -p "$build_dir/out"
