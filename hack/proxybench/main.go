@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
 	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
@@ -132,11 +133,11 @@ func run(o options) error {
 			closedLoop(ctx, t, o.clients, o.loopDuration/10) // warm the connections
 			var before time.Duration
 			if t.cmd != nil {
-				before = cpuTime(t.cmd.Process.Pid)
+				before = proc.CPUTime(t.cmd.Process.Pid)
 			}
 			ok, bad := closedLoop(ctx, t, o.clients, o.loopDuration)
 			if t.cmd != nil {
-				cpu[t.name] += cpuTime(t.cmd.Process.Pid) - before
+				cpu[t.name] += proc.CPUTime(t.cmd.Process.Pid) - before
 			}
 			served[t.name] += ok
 			failed[t.name] += bad
@@ -148,7 +149,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	rss := map[string]int64{kp.name: peakRSS(kp.cmd.Process.Pid), ours.name: peakRSS(ours.cmd.Process.Pid)}
+	rss := map[string]int64{kp.name: proc.PeakRSS(kp.cmd.Process.Pid), ours.name: proc.PeakRSS(ours.cmd.Process.Pid)}
 
 	var rot map[string][2]int64
 	if o.rotation {
@@ -158,7 +159,7 @@ func run(o options) error {
 		}
 	}
 	for _, t := range []*target{kp, ours} {
-		rss[t.name] = max(rss[t.name], peakRSS(t.cmd.Process.Pid))
+		rss[t.name] = max(rss[t.name], proc.PeakRSS(t.cmd.Process.Pid))
 	}
 	report(os.Stdout, o, targets, lat, served, failed, cpu, delays, missed, rss, rot, time.Since(begin))
 	return nil
@@ -198,7 +199,7 @@ func report(w io.Writer, o options, targets []*target, lat map[string][]time.Dur
 	w50 := percentile(delays["direct"], 50)
 
 	fmt.Fprintf(w, "Machine: %s, %d cores; %s; Kubernetes %s (envtest); %d pods in the listed namespace.\n\n",
-		cpuModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion, o.pods)
+		proc.CPUModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion, o.pods)
 	fmt.Fprintf(w, "| measure | direct (TLS + token) | kubectl proxy | api-proxy | goal for api-proxy |\n|---|---|---|---|---|\n")
 	row := func(measure string, cells [3]string, goal string) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", measure, cells[0], cells[1], cells[2], goal)

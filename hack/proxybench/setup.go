@@ -7,15 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -170,7 +169,7 @@ func (f *fixture) startAPIProxy(ctx context.Context, binDir, bin string) (plain,
 			return nil, nil, fmt.Errorf("building api-proxy: %w\n%s", err, out)
 		}
 	}
-	port, health, tlsPort := freePort(), freePort(), freePort()
+	port, health, tlsPort := proc.FreePort(), proc.FreePort(), proc.FreePort()
 	out := filepath.Join(binDir, "transparent-serviceaccount")
 	if err := os.Mkdir(out, 0o755); err != nil {
 		return nil, nil, err
@@ -182,7 +181,7 @@ func (f *fixture) startAPIProxy(ctx context.Context, binDir, bin string) (plain,
 		return nil, nil, err
 	}
 	plain = &target{name: "api-proxy", base: "http://127.0.0.1:" + strconv.Itoa(port), client: loopbackClient(), cmd: cmd, binary: bin}
-	if err := waitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/readyz"); err != nil {
+	if err := proc.WaitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/readyz"); err != nil {
 		return plain, nil, err
 	}
 	ca, err := os.ReadFile(filepath.Join(out, "ca.crt"))
@@ -222,7 +221,7 @@ current-context: bench
 `, f.cfg.Host, filepath.Join(f.dir, "ca.crt"), filepath.Join(f.dir, "token"), benchNS), 0o600); err != nil {
 		return nil, err
 	}
-	port := freePort()
+	port := proc.FreePort()
 	cmd := exec.Command(kubectl, "proxy", "--kubeconfig", kubeconfig, "--port", strconv.Itoa(port))
 	cmd.Env = append(os.Environ(), "HOME="+work)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
@@ -231,29 +230,5 @@ current-context: bench
 	}
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	t := &target{name: "kubectl proxy", base: base, client: loopbackClient(), cmd: cmd, binary: kubectl}
-	return t, waitOK(ctx, base+"/version")
-}
-
-func waitOK(ctx context.Context, url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not OK after 30s", url)
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return t, proc.WaitOK(ctx, base+"/version")
 }

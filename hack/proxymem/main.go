@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +35,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
 	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
@@ -174,7 +174,7 @@ func run(o options) error {
 // measure starts the binary, warms it up, reads its idle peak, fires the bursts and reads its
 // peak again.
 func measure(ctx context.Context, bin string, extra []string, server, saDir string, body []byte, o options) (result, error) {
-	port, health := freePort(), freePort()
+	port, health := proc.FreePort(), proc.FreePort()
 	args := append(extra, "--port="+strconv.Itoa(port), "--health-port="+strconv.Itoa(health),
 		"--server="+server, "--serviceaccount-dir="+saDir)
 	var env []string
@@ -189,7 +189,7 @@ func measure(ctx context.Context, bin string, extra []string, server, saDir stri
 		return result{}, err
 	}
 	defer stopProcess(cmd)
-	if err := waitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/readyz"); err != nil {
+	if err := proc.WaitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/readyz"); err != nil {
 		return result{}, fmt.Errorf("%w\n%s", err, stderr.String())
 	}
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
@@ -205,7 +205,7 @@ func measure(ctx context.Context, bin string, extra []string, server, saDir stri
 	if err := post(ctx, client, url, small); err != nil {
 		return result{}, fmt.Errorf("warm-up write: %w", err)
 	}
-	r := result{idle: peakRSS(cmd.Process.Pid)}
+	r := result{idle: proc.PeakRSS(cmd.Process.Pid)}
 
 	var ok, failed atomic.Int64
 	var first atomic.Value
@@ -237,13 +237,13 @@ func measure(ctx context.Context, bin string, extra []string, server, saDir stri
 		}
 	}
 	r.totalDuring = time.Since(start)
-	r.peak = peakRSS(cmd.Process.Pid)
+	r.peak = proc.PeakRSS(cmd.Process.Pid)
 	r.ok, r.failed = ok.Load(), failed.Load()
 	r.slowest = time.Duration(slowest.Load())
 	if f, _ := first.Load().(string); f != "" {
 		r.firstFailure = f
 	}
-	if err := waitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/healthz"); err != nil || r.peak == 0 {
+	if err := proc.WaitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/healthz"); err != nil || r.peak == 0 {
 		return r, fmt.Errorf("api-proxy did not survive the bursts (%v):\n%s", err, stderr.String())
 	}
 	return r, nil
@@ -377,7 +377,7 @@ func buildAt(ctx context.Context, ref, work string) (string, error) {
 
 func report(w io.Writer, o options, size int, rs []result) {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-	fmt.Fprintf(w, "Machine: %s, %d cores; %s; Kubernetes %s (envtest).\n", cpuModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion)
+	fmt.Fprintf(w, "Machine: %s, %d cores; %s; Kubernetes %s (envtest).\n", proc.CPUModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion)
 	fmt.Fprintf(w, "Load: %d bursts of %d concurrent POSTs of a %d-byte ConfigMap (dryRun=All) through api-proxy, HTTP/1.1 on loopback.\n\n",
 		o.rounds, o.concurrency, size)
 	fmt.Fprintf(w, "| api-proxy | idle VmHWM | peak VmHWM under the bursts | peak / idle | peak / 64 MiB limit | writes ok / failed | slowest write | bursts took |\n")
@@ -394,32 +394,6 @@ func report(w io.Writer, o options, size int, rs []result) {
 	}
 }
 
-// peakRSS reads a process's peak resident set size (VmHWM) in bytes.
-func peakRSS(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// cpuModel is the first "model name" of /proc/cpuinfo.
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for l := range strings.Lines(string(b)) {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
 func stopProcess(cmd *exec.Cmd) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
@@ -430,30 +404,6 @@ func stopProcess(cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 		<-done
 	}
-}
-
-func waitOK(ctx context.Context, url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not OK after 30s", url)
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func progress(format string, args ...any) {

@@ -38,6 +38,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"sigs.k8s.io/yaml"
 
+	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
 	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
@@ -129,7 +130,7 @@ func run(o options) error {
 		targets = append(targets, target{"null webhook (floor)", "/null", []string{self, "--cert-dir", work}})
 	}
 	fmt.Printf("machine: %s, %d cores, load average %s; webhook pinned to core 0 (GOMAXPROCS=1), load on the others\n",
-		cpuModel(), goruntime.NumCPU(), loadAverage())
+		proc.CPUModel(), goruntime.NumCPU(), loadAverage())
 	fmt.Printf("pod: %s (%d bytes of JSON), a fresh UID per request; %v per phase, %d interleaved rounds, medians\n\n",
 		o.podFile, len(body), o.duration, o.rounds)
 
@@ -242,9 +243,9 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 
 	// Warm up, then the closed loop.
 	closedLoop(send, o.senders, 2*time.Second)
-	cpu0 := cpuTime(pid)
+	cpu0 := proc.CPUTime(pid)
 	n, failed, elapsed := closedLoop(send, o.senders, o.duration)
-	cpu := cpuTime(pid) - cpu0
+	cpu := proc.CPUTime(pid) - cpu0
 	r.throughput = float64(n) / elapsed.Seconds()
 	if n > 0 {
 		r.cpuPerAdmit = cpu / time.Duration(n)
@@ -259,7 +260,7 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 		slices.Sort(lat)
 		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 	}
-	r.rssKB = peakRSS(pid)
+	r.rssKB = proc.PeakRSS(pid) >> 10
 	return r, nil
 }
 
@@ -370,38 +371,3 @@ func names(results []result) []string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func cpuModel() string {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	for line := range strings.Lines(string(data)) {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return goruntime.GOARCH
-}
-
-// cpuTime is the user+system CPU time of a process, from /proc/<pid>/stat (clock ticks of 10 ms).
-func cpuTime(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses and may hold spaces.
-	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
-// peakRSS is VmHWM, the peak resident set, in KiB.
-func peakRSS(pid int) int64 {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for line := range strings.Lines(string(data)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
