@@ -46,16 +46,8 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if env, err = testenv.New(); err != nil {
+	if env, restCfg, err = testenv.Start(webhookManifest); err != nil {
 		return 0, err
-	}
-	hooks, err := testenv.LoadWebhooks(webhookManifest)
-	if err != nil {
-		return 0, err
-	}
-	env.WebhookInstallOptions = envtest.WebhookInstallOptions{MutatingWebhooks: hooks}
-	if restCfg, err = env.Start(); err != nil {
-		return 0, fmt.Errorf("starting envtest: %w", err)
 	}
 	defer func() { _ = env.Stop() }()
 	if clientset, err = kubernetes.NewForConfig(restCfg); err != nil {

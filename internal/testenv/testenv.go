@@ -61,10 +61,19 @@ func New() (*envtest.Environment, error) {
 }
 
 // Start starts a new environment and returns it with an admin rest.Config. The caller stops it.
-func Start() (*envtest.Environment, *rest.Config, error) {
+// The MutatingWebhookConfiguration files given, if any, are installed pointing at envtest's
+// local webhook server (see LoadWebhooks).
+func Start(webhookFiles ...string) (*envtest.Environment, *rest.Config, error) {
 	env, err := New()
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(webhookFiles) > 0 {
+		hooks, err := LoadWebhooks(webhookFiles...)
+		if err != nil {
+			return nil, nil, err
+		}
+		env.WebhookInstallOptions = envtest.WebhookInstallOptions{MutatingWebhooks: hooks}
 	}
 	cfg, err := env.Start()
 	if err != nil {
