@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/api-access-injector/api-access-injector/injector"
-	"github.com/api-access-injector/api-access-injector/internal/server"
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +22,10 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/server"
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
 // TestServerDryRun creates every object each mode renders on a real API server with
@@ -32,8 +33,8 @@ import (
 // including Pod Security "restricted", enforced and warned, on the release namespace.
 func TestServerDryRun(t *testing.T) {
 	cfg := apiServer(t)
-	var warned warnings
-	cfg.WarningHandlerWithContext = &warned
+	var warned testenv.Warnings
+	cfg.WarningHandler = &warned
 	c, err := client.New(cfg, client.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func TestServerDryRun(t *testing.T) {
 				if err := c.Create(t.Context(), obj.DeepCopy(), client.DryRunAll); err != nil {
 					t.Errorf("%s/%s: %v", obj.GetKind(), obj.GetName(), err)
 				}
-				for _, w := range warned.take() {
+				for _, w := range warned.Take() {
 					t.Errorf("%s/%s: API server warning: %s", obj.GetKind(), obj.GetName(), w)
 				}
 			}

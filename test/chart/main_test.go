@@ -6,9 +6,7 @@
 package chart
 
 import (
-	"context"
 	"os"
-	"sync"
 	"testing"
 
 	"k8s.io/client-go/rest"
@@ -35,25 +33,4 @@ func TestMain(m *testing.M) {
 func apiServer(t *testing.T) *rest.Config {
 	t.Helper()
 	return sharedEnv.Config(t)
-}
-
-// warnings collects the API server's warnings (e.g. Pod Security's) for a test to check.
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-// HandleWarningHeaderWithContext implements rest.WarningHandlerWithContext.
-func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
-
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.list
-	w.list = nil
-	return out
 }

@@ -3,31 +3,17 @@ package e2e
 import (
 	"regexp"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
-
-// warningRecorder collects the admission warnings the API server sends back to a client.
-type warningRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.msgs = append(w.msgs, text)
-}
 
 // newNamespace creates a namespace with the given labels and its default ServiceAccount
 // (envtest runs no controller-manager to create it).
@@ -74,15 +60,12 @@ func setNamespaceLabel(t *testing.T, ns, key, value string) {
 // warnings it sent back.
 func createPod(t *testing.T, ns string, pod *corev1.Pod, opts metav1.CreateOptions) (*corev1.Pod, []string, error) {
 	t.Helper()
-	rec := &warningRecorder{}
-	cfg := rest.CopyConfig(restCfg)
-	cfg.WarningHandler = rec
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, rec, err := testenv.ClientWithWarnings(restCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	created, err := cs.CoreV1().Pods(ns).Create(t.Context(), pod, opts)
-	return created, rec.msgs, err
+	return created, rec.All(), err
 }
 
 // mustCreatePod creates a pod that must be admitted.

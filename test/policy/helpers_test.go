@@ -12,10 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
 // dryRun is server-side dry-run: every admission step runs, nothing is stored.
@@ -26,7 +26,7 @@ var dryRun = metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 // request that only that policy refuses or warns about; the webhook must not be running.
 func waitEnforced() error {
 	ctx := context.Background()
-	cs, rec, err := recordingClient()
+	cs, rec, err := testenv.ClientWithWarnings(restCfg)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func waitEnforced() error {
 			d := deployment("probe", nil)
 			d.Annotations = map[string]string{injector.InjectAnnotation: "true"}
 			_, err := cs.AppsV1().Deployments("default").Create(ctx, d, dryRun)
-			return err == nil && rec.contains("is on the Deployment itself"), err
+			return err == nil && rec.Contains("is on the Deployment itself"), err
 		},
 		"injection-required": func() (bool, error) {
 			_, err := admin.CoreV1().Pods("default").Create(ctx, podFor("probe", map[string]string{
@@ -61,7 +61,7 @@ func waitEnforced() error {
 		},
 		"injection-expected": func() (bool, error) {
 			_, err := cs.CoreV1().Pods("default").Create(ctx, podFor("probe", map[string]string{injector.InjectAnnotation: "true"}), dryRun)
-			return err == nil && rec.contains("but was admitted without it"), err
+			return err == nil && rec.Contains("but was admitted without it"), err
 		},
 		"injected-annotations": func() (bool, error) {
 			p := marked.DeepCopy()
@@ -89,36 +89,6 @@ func waitEnforced() error {
 		}
 	}
 	return admin.CoreV1().Pods("default").Delete(ctx, marked.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-}
-
-// recordingClient is recording for code that has no *testing.T.
-func recordingClient() (*kubernetes.Clientset, *warningRecorder, error) {
-	rec := &warningRecorder{}
-	cfg := rest.CopyConfig(restCfg)
-	cfg.WarningHandler = rec
-	cs, err := kubernetes.NewForConfig(cfg)
-	return cs, rec, err
-}
-
-// contains reports whether a recorded warning contains s.
-func (w *warningRecorder) contains(s string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, m := range w.msgs {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// take returns the recorded warnings and forgets them.
-func (w *warningRecorder) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.msgs
-	w.msgs = nil
-	return out
 }
 
 func restrictedContainer() *corev1.SecurityContext {

@@ -184,23 +184,10 @@ func withoutWebhook(t *testing.T, f func(t *testing.T)) {
 	f(t)
 }
 
-// warningRecorder collects the warnings the API server sends back.
-type warningRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-// HandleWarningHeader implements rest.WarningHandler.
-func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.msgs = append(w.msgs, text)
-}
-
 // recording returns a client whose warnings go to the returned recorder.
-func recording(t *testing.T) (*kubernetes.Clientset, *warningRecorder) {
+func recording(t *testing.T) (*kubernetes.Clientset, *testenv.Warnings) {
 	t.Helper()
-	cs, rec, err := recordingClient()
+	cs, rec, err := testenv.ClientWithWarnings(restCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

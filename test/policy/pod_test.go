@@ -67,7 +67,7 @@ func TestUninjectedPods(t *testing.T) {
 	create := func(t *testing.T, ns string, annotations map[string]string) (*corev1.Pod, []string, error) {
 		cs, rec := recording(t)
 		pod, err := cs.CoreV1().Pods(ns).Create(t.Context(), podFor("p", annotations), dryRun)
-		return pod, rec.take(), err
+		return pod, rec.Take(), err
 	}
 
 	t.Run("webhook running", func(t *testing.T) {
@@ -117,7 +117,7 @@ func TestUninjectedPods(t *testing.T) {
 		if _, err := cs.CoreV1().Pods(enabled).Create(t.Context(), win, dryRun); err != nil {
 			t.Errorf("Windows pod in an enabled namespace: %v", err)
 		}
-		if got := rec.take(); len(got) != 0 {
+		if got := rec.Take(); len(got) != 0 {
 			t.Errorf("Windows pod in an enabled namespace: warnings %q", got)
 		}
 		win.Annotations[injector.InjectAnnotation] = "true"

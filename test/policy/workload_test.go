@@ -130,7 +130,7 @@ func TestWorkloadRefusalsWithoutWebhook(t *testing.T) {
 				if err := w.create(t.Context(), cs, ns, w.object(map[string]string{injector.InjectAnnotation: "true"}), dryRun); err != nil {
 					t.Errorf("a valid %s: %v", w.kind, err)
 				}
-				if got := rec.take(); len(got) != 0 {
+				if got := rec.Take(); len(got) != 0 {
 					t.Errorf("warnings for a valid %s: %q", w.kind, got)
 				}
 
@@ -146,7 +146,7 @@ func TestWorkloadRefusalsWithoutWebhook(t *testing.T) {
 				wantWarnings := []string{policyWarning("api-access-injector-workload-annotation-placement",
 					"api-access-injector: annotations apiaccess.io/inject, apiaccess.io/read-only are on the "+w.kind+
 						" itself, where they have no effect; put them in "+path+".metadata.annotations")}
-				if diff := cmp.Diff(wantWarnings, rec.take()); diff != "" {
+				if diff := cmp.Diff(wantWarnings, rec.Take()); diff != "" {
 					t.Errorf("warnings (-want +got):\n%s", diff)
 				}
 			})

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
 // Images that `make e2e-images` builds and up.sh imports (hack/imgbuild names them).
@@ -359,32 +359,10 @@ func sidecar(p *corev1.Pod) *corev1.Container {
 	return nil
 }
 
-// warnings collects the admission warnings the API server sends to one client.
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-// HandleWarningHeader implements rest.WarningHandler.
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
-
-func (w *warnings) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.list...)
-}
-
 // clientWithWarnings returns a client whose admission warnings are collected.
-func clientWithWarnings(t *testing.T) (*kubernetes.Clientset, *warnings) {
+func clientWithWarnings(t *testing.T) (*kubernetes.Clientset, *testenv.Warnings) {
 	t.Helper()
-	w := &warnings{}
-	cfg := rest.CopyConfig(restCfg)
-	cfg.WarningHandler = w
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, w, err := testenv.ClientWithWarnings(restCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

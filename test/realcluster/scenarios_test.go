@@ -296,11 +296,11 @@ func TestScenarios(t *testing.T) {
 		checkInjected(t, p)
 		checkListed(t, ns, p.Name)
 		found := false
-		for _, text := range w.all() {
+		for _, text := range w.All() {
 			found = found || strings.Contains(text, injector.InjectAnnotation)
 		}
 		if !found {
-			t.Errorf("admission warnings %q: none names %s", w.all(), injector.InjectAnnotation)
+			t.Errorf("admission warnings %q: none names %s", w.All(), injector.InjectAnnotation)
 		}
 	})
 

@@ -52,10 +52,10 @@ func TestLifecycle(t *testing.T) {
 		// The chart's admission policies, which the API server evaluates itself: a warning
 		// that the pod is admitted without the sidecar, and a refusal for one whose security
 		// settings (read-only) would silently be lost.
-		if len(w.all()) == 0 {
+		if len(w.All()) == 0 {
 			t.Errorf("an opt-in pod admitted without the sidecar got no warning")
 		}
-		t.Logf("opt-in pod, webhook down: admitted without the sidecar, warnings %q", w.all())
+		t.Logf("opt-in pod, webhook down: admitted without the sidecar, warnings %q", w.All())
 		_, err = clientset.CoreV1().Pods(optInNS).Create(t.Context(), appPod("read-only-refused", optIn(injector.ReadOnlyAnnotation, "true"), "hello"), metav1.CreateOptions{})
 		if err == nil {
 			t.Errorf("a read-only opt-in pod was admitted without the sidecar while the webhook had no replica")
