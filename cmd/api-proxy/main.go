@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/api-access-injector/api-access-injector/internal/cliflag"
 	"github.com/api-access-injector/api-access-injector/proxy"
 )
 
@@ -33,7 +34,7 @@ func run(args []string) error {
 		fmt.Fprintf(fs.Output(), "Usage: api-proxy [flags]\n       api-proxy %s [flags]\n\n"+
 			"Serves the Kubernetes API on the pod's loopback, authenticated with the pod's service-account token.\n"+
 			"See api-proxy %s -h for writing the app containers' kubeconfig without serving.\n\n", proxy.KubeconfigCommand, proxy.KubeconfigCommand)
-		fs.PrintDefaults()
+		cliflag.PrintDefaults(fs.Output(), fs)
 	}
 	cfg.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -66,7 +67,7 @@ func writeKubeconfig(args []string) error {
 		fmt.Fprintf(fs.Output(), "Usage: api-proxy %s --kubeconfig-out=FILE --namespace=NS [--port=N]\n\n"+
 			"Writes a kubeconfig whose only cluster is http://127.0.0.1:<port> and whose namespace is NS, then exits.\n\n",
 			proxy.KubeconfigCommand)
-		fs.PrintDefaults()
+		cliflag.PrintDefaults(fs.Output(), fs)
 	}
 	cfg.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,28 @@ func TestWriteKubeconfigCommand(t *testing.T) {
 	} {
 		if err := run(tt.args); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestHelpShowsDoubleDashFlags checks that --help lists the flags as users type them.
+func TestHelpShowsDoubleDashFlags(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"write-kubeconfig", "--help"}} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := os.Stderr
+		os.Stderr = w
+		runErr := run(args)
+		os.Stderr = stderr
+		w.Close()
+		out, _ := io.ReadAll(r)
+		if runErr != nil {
+			t.Fatalf("run(%q) = %v, want nil", args, runErr)
+		}
+		if !strings.Contains(string(out), "  --port") || strings.Contains(string(out), "\n  -port") {
+			t.Errorf("run(%q) help does not list --port as --port:\n%s", args, out)
 		}
 	}
 }
