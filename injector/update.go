@@ -76,38 +76,25 @@ func mergeSecurityContext(existing, ours *corev1.SecurityContext) *corev1.Securi
 		return ours
 	}
 	out := existing.DeepCopy()
-	set := func(dst **bool, src *bool) {
-		if src != nil {
-			*dst = src
-		}
-	}
-	set(&out.Privileged, ours.Privileged)
-	set(&out.RunAsNonRoot, ours.RunAsNonRoot)
-	set(&out.ReadOnlyRootFilesystem, ours.ReadOnlyRootFilesystem)
-	set(&out.AllowPrivilegeEscalation, ours.AllowPrivilegeEscalation)
-	if ours.RunAsUser != nil {
-		out.RunAsUser = ours.RunAsUser
-	}
-	if ours.RunAsGroup != nil {
-		out.RunAsGroup = ours.RunAsGroup
-	}
-	if ours.Capabilities != nil {
-		out.Capabilities = ours.Capabilities
-	}
-	if ours.SeccompProfile != nil {
-		out.SeccompProfile = ours.SeccompProfile
-	}
-	if ours.SELinuxOptions != nil {
-		out.SELinuxOptions = ours.SELinuxOptions
-	}
-	if ours.WindowsOptions != nil {
-		out.WindowsOptions = ours.WindowsOptions
-	}
-	if ours.ProcMount != nil {
-		out.ProcMount = ours.ProcMount
-	}
-	if ours.AppArmorProfile != nil {
-		out.AppArmorProfile = ours.AppArmorProfile
-	}
+	setIfSet(&out.Privileged, ours.Privileged)
+	setIfSet(&out.RunAsNonRoot, ours.RunAsNonRoot)
+	setIfSet(&out.ReadOnlyRootFilesystem, ours.ReadOnlyRootFilesystem)
+	setIfSet(&out.AllowPrivilegeEscalation, ours.AllowPrivilegeEscalation)
+	setIfSet(&out.RunAsUser, ours.RunAsUser)
+	setIfSet(&out.RunAsGroup, ours.RunAsGroup)
+	setIfSet(&out.Capabilities, ours.Capabilities)
+	setIfSet(&out.SeccompProfile, ours.SeccompProfile)
+	setIfSet(&out.SELinuxOptions, ours.SELinuxOptions)
+	setIfSet(&out.WindowsOptions, ours.WindowsOptions)
+	setIfSet(&out.ProcMount, ours.ProcMount)
+	setIfSet(&out.AppArmorProfile, ours.AppArmorProfile)
 	return out
+}
+
+// setIfSet sets *dst to src when src is set: a field we set wins, one we leave unset keeps
+// what is there.
+func setIfSet[T any](dst **T, src *T) {
+	if src != nil {
+		*dst = src
+	}
 }
