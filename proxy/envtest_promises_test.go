@@ -21,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
 func TestEnvtestAPIPrefixConfines(t *testing.T) {
@@ -156,17 +158,8 @@ func TestEnvtestWatchSpellings(t *testing.T) {
 func TestEnvtestLargeWritesWithinReplayBudget(t *testing.T) {
 	e := newSAEnv(t)
 	ctx := t.Context()
-	if _, err := e.admin.RbacV1().Roles(e.ns).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "configmap-writer"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.admin.RbacV1().RoleBindings(e.ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "app-configmap-writer"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "app", Namespace: e.ns}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "configmap-writer"},
-	}, metav1.CreateOptions{}); err != nil {
+	if err := testenv.Grant(ctx, e.admin, e.ns, "app", "configmap-writer",
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}}); err != nil {
 		t.Fatal(err)
 	}
 	const budget = 2 << 20

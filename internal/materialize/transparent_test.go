@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/testenv"
 )
 
 // debianPython is Debian's interpreter, which imports the python3-kubernetes package.
@@ -101,17 +102,8 @@ func TestTransparentModeRealClients(t *testing.T) {
 	}
 	e := startEnv(t, inj)
 	// The ServiceAccount may write ConfigMaps: a refused write can only be the proxy's doing.
-	if _, err := e.admin.RbacV1().Roles(e.ns).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "configmap-writer"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.admin.RbacV1().RoleBindings(e.ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "default-configmap-writer"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: e.ns}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "configmap-writer"},
-	}, metav1.CreateOptions{}); err != nil {
+	if err := testenv.Grant(ctx, e.admin, e.ns, "default", "configmap-writer",
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}}); err != nil {
 		t.Fatal(err)
 	}
 	pod, err := e.admin.CoreV1().Pods(e.ns).Create(ctx, &corev1.Pod{
