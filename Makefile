@@ -176,7 +176,7 @@ promtool: $(PROMTOOL) ## Install promtool (PROMTOOL_VERSION) into bin/, built on
 $(PROMTOOL):
 	hack/install-tool.sh $(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
-# The real in-cluster clients that the transparent-mode test runs (internal/materialize):
+# The real in-cluster clients that the transparent-mode test runs (test/framework/materialize):
 # Debian's python3-kubernetes, and curl for the docs' recipe. Installed with apt-get, as root
 # or through sudo.
 .PHONY: clients

@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
 func TestEnvtestAPIPrefixConfines(t *testing.T) {

@@ -3,7 +3,7 @@ package proxy
 // Tests against a real kube-apiserver and etcd (envtest), with real tokens from the
 // TokenRequest API, real RBAC and real watches. The control plane starts on the first test
 // that needs it; `make envtest` provisions its binaries, and a missing binary fails the test
-// with that hint (see internal/testenv).
+// with that hint (see test/framework/testenv).
 
 import (
 	"context"
@@ -30,7 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
 // sharedEnv is envtest's API server, started by the first test that needs it.

@@ -12,11 +12,11 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/api-access-injector/api-access-injector/injector"
-	"github.com/api-access-injector/api-access-injector/internal/materialize"
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/materialize"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
-// materialise plays the kubelet's part for the injected pod (internal/materialize): it writes
+// materialise plays the kubelet's part for the injected pod (test/framework/materialize): it writes
 // the pod's volumes, starts the api-proxy binary with the sidecar's args, and runs an app with
 // the app container's environment that lists pods through the sidecar.
 func materialise(ctx context.Context, cfg *rest.Config, _ *kubernetes.Clientset, pod *corev1.Pod, binDir, work string) error {

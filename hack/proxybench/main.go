@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
 // options are the knobs of a run; the defaults keep a run under two minutes on 2 cores.

@@ -36,7 +36,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
 const (

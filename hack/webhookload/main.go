@@ -39,7 +39,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
 type options struct {

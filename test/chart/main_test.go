@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
 // sharedEnv is envtest's kube-apiserver, with the CRDs of the optional kinds the chart

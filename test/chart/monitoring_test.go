@@ -20,7 +20,7 @@ import (
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/internal/server"
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
 // monitoringOn enables the whole monitoring pack, and the webhook's ServiceMonitor.

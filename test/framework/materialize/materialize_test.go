@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/api-access-injector/api-access-injector/injector"
-	"github.com/api-access-injector/api-access-injector/internal/testenv"
+	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
 // TestMain lets Run re-execute this test binary as the app (see AppMain), and as the
