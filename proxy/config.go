@@ -123,6 +123,10 @@ type Config struct {
 	// ReplayBufferSize bounds, in bytes, the memory that request bodies kept for a retry after
 	// a 401 hold together; a body that does not fit is sent once, unbuffered. 0 keeps none.
 	ReplayBufferSize int64
+	// AccessLog, when true, logs one JSON line per API request at info level: the verb and
+	// resource tuple, the status code, the outcome, the latency and the user agent; never a
+	// header but User-Agent, a query, a body or a token.
+	AccessLog bool
 
 	// DrainTimeout bounds the drain on shutdown; 0 means DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -183,6 +187,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ServiceAccountOut, "serviceaccount-out", c.ServiceAccountOut, "If set (with --tls-port), the directory to write, "+
 		"before serving, the app containers' service-account files: ca.crt (the CA of --tls-port), namespace, "+
 		"and a token that is no credential. Each is written atomically with mode 0644.")
+	fs.BoolVar(&c.AccessLog, "access-log", c.AccessLog, "If true, log one JSON line per API request: verb, API group, resource, "+
+		"subresource, namespace or non-resource URL, status code, outcome, latency and user agent. It never logs a credential.")
 	fs.Var((*byteSize)(&c.ReplayBufferSize), "replay-buffer-size", "The most memory that request bodies kept for a retry after a 401 "+
 		"(a rotated token) may hold together, in bytes or with a Ki or Mi suffix. A body that does not fit is sent once, unbuffered. "+
 		"0 keeps none.")

@@ -6,8 +6,11 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/api-access-injector/api-access-injector/internal/version"
 )
 
 // The proxy writes the Prometheus text exposition format itself
@@ -61,6 +64,8 @@ type metrics struct {
 	reloadsUnauthorized atomic.Uint64
 
 	tokens atomic.Pointer[tokenSource] // for the token gauges, set once the source exists
+
+	access *accounting // nil only in benchmarks that measure the proxy without it // the per-resource request counts, shared with the access record
 }
 
 // request counts a response by code and method.
@@ -116,6 +121,25 @@ func (m *metrics) write(w *bufio.Writer, now time.Time) {
 		}
 	}
 
+	if m.access != nil {
+		family(w, "api_proxy_api_requests_total", "counter",
+			"API requests by RBAC verb, resource (group/resource[/subresource], core for the core group, or the path of a "+
+				"non-resource request; other beyond "+strconv.Itoa(maxSeries)+" label sets) and outcome: allowed, forbidden and "+
+				"unauthorized are the API server's answers, refused the proxy's own refusals, failed an unreachable API server.")
+		keys, counts := m.access.seriesSnapshot()
+		for i, k := range keys {
+			w.WriteString(`api_proxy_api_requests_total{outcome="` + k.outcome.String() + `",resource="`)
+			writeLabelValue(w, k.resource)
+			w.WriteString(`",verb="` + k.verb + `"} `)
+			writeUint(w, counts[i])
+		}
+	}
+
+	family(w, "apiaccess_proxy_build_info", "gauge", "Always 1; its version label is the version of the api-proxy binary.")
+	w.WriteString(`apiaccess_proxy_build_info{version="`)
+	writeLabelValue(w, version.Get())
+	w.WriteString(`"} 1` + "\n")
+
 	const hist = "api_proxy_upstream_request_duration_seconds"
 	family(w, hist, "histogram", "Time from sending a request to the API server to receiving its response headers.")
 	var cum uint64
@@ -158,6 +182,24 @@ func (m *metrics) write(w *bufio.Writer, now time.Time) {
 			"Expiry of the service-account token in use (its exp claim), in seconds since the Unix epoch.")
 		w.WriteString("api_proxy_token_expiration_timestamp_seconds ")
 		writeFloat(w, float64(t.expiresAt.Unix()))
+	}
+}
+
+// writeLabelValue writes a label value escaped as the exposition format wants: backslash,
+// double quote and line feed.
+func writeLabelValue(w *bufio.Writer, v string) {
+	v = strings.ToValidUTF8(v, "\uFFFD") // a path may decode to bytes that are not UTF-8
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			_, _ = w.WriteString(`\\`)
+		case '"':
+			_, _ = w.WriteString(`\"`)
+		case '\n':
+			_, _ = w.WriteString(`\n`)
+		default:
+			_ = w.WriteByte(c)
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ type Server struct {
 	filter  *filter
 	tokens  *tokenSource
 	metrics *metrics
+	access  *accounting // what the app did: the access record and the per-resource metrics
 	up      *upstream
 	rp      *httputil.ReverseProxy // streams: every read of the answer is flushed at once
 	plain   *httputil.ReverseProxy // ordinary requests: the answer is buffered (buffer.go)
@@ -56,7 +57,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: new(metrics)}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: new(metrics), access: newAccounting(time.Now())}
+	s.metrics.access = s.access
 	s.drain, s.drainNow = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.Default()
@@ -115,14 +117,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
-	switch p, redirect := s.prefix.route(r.URL.Path); {
-	case redirect:
+	if strings.HasPrefix(r.URL.Path, AccessRecordPrefix) {
+		s.serveAccessRecord(w, r, r.URL.Path)
+		return
+	}
+	p, redirect := s.prefix.route(r.URL.Path)
+	if redirect {
 		// As net/http's ServeMux (and so kubectl proxy) redirects to a subtree's root.
 		u := *r.URL
 		u.Path, u.RawPath = p, ""
 		s.metrics.request(r.Method, http.StatusPermanentRedirect)
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
+	}
+	if strings.HasPrefix(p, AccessRecordPrefix) { // under an --api-prefix that is stripped
+		s.serveAccessRecord(w, r, p)
+		return
+	}
+	// From here on the request is an API request: it is accounted for (access.go).
+	infoPath := p
+	if p == "" {
+		infoPath = r.URL.Path
+	}
+	if s.access != nil {
+		var x *exchange
+		r, x = withExchange(r, infoPath, time.Now())
+		if s.cfg.AccessLog {
+			defer s.logAccess(r, x)
+		}
+	}
+	switch {
 	case p == "":
 		s.reject(w, r, http.StatusNotFound, reasonNotFound, "path is outside --api-prefix "+s.prefix.prefix)
 		return
@@ -164,6 +188,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
 	s.metrics.request(r.Method, code)
+	s.account(r.Context(), code, outcomeRefused)
 	writeStatus(w, code, reason, msg)
 }
 
@@ -191,6 +216,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 // stream cleanly (the client sees the end of the stream, not a broken connection).
 func (s *Server) modifyResponse(resp *http.Response) error {
 	s.metrics.request(resp.Request.Method, resp.StatusCode)
+	s.account(resp.Request.Context(), resp.StatusCode, upstreamOutcome(resp.StatusCode))
 	if resp.StatusCode != http.StatusSwitchingProtocols && isLongRunningCtx(resp.Request.Context()) {
 		resp.Body = newDrainBody(resp.Body, s.drain)
 	}
@@ -201,6 +227,7 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 // it may (see bufferResponse).
 func (s *Server) modifyPlainResponse(resp *http.Response) error {
 	s.metrics.request(resp.Request.Method, resp.StatusCode)
+	s.account(resp.Request.Context(), resp.StatusCode, upstreamOutcome(resp.StatusCode))
 	if bufferable(resp) {
 		bufferResponse(resp)
 	}
@@ -213,12 +240,14 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 		// The client went away (nobody reads an answer), or the drain ended a long-running
 		// request before the API server answered.
 		if s.drain.Err() != nil {
+			s.account(r.Context(), http.StatusServiceUnavailable, outcomeFailed)
 			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the proxy is shutting down")
 		}
 		return
 	}
 	s.log.Warn("the API server could not be reached", "method", r.Method, "path", r.URL.Path, "error", err)
 	s.metrics.request(r.Method, http.StatusBadGateway)
+	s.account(r.Context(), http.StatusBadGateway, outcomeFailed)
 	writeStatus(w, http.StatusBadGateway, "", "the API server could not be reached: "+err.Error())
 }
 
