@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -28,12 +27,17 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == proxy.KubeconfigCommand {
 		return writeKubeconfig(args[1:])
 	}
+	if len(args) > 0 && args[0] == proxy.AccessCommand {
+		return access(args[1:], os.Stdout)
+	}
 	cfg := proxy.DefaultConfig()
 	fs := flag.NewFlagSet("api-proxy", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: api-proxy [flags]\n       api-proxy %s [flags]\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: api-proxy [flags]\n       api-proxy %s [flags]\n       api-proxy %s [flags]\n\n"+
 			"Serves the Kubernetes API on the pod's loopback, authenticated with the pod's service-account token.\n"+
-			"See api-proxy %s -h for writing the app containers' kubeconfig without serving.\n\n", proxy.KubeconfigCommand, proxy.KubeconfigCommand)
+			"See api-proxy %s -h for writing the app containers' kubeconfig without serving,\n"+
+			"and api-proxy %s -h for printing what the app did through the sidecar.\n\n",
+			proxy.KubeconfigCommand, proxy.AccessCommand, proxy.KubeconfigCommand, proxy.AccessCommand)
 		cliflag.PrintDefaults(fs.Output(), fs)
 	}
 	cfg.BindFlags(fs)
@@ -46,7 +50,7 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q: api-proxy takes only flags", fs.Args())
 	}
-	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	cfg.Logger = newLogger(os.Stderr)
 
 	// The kubelet stops a container with SIGTERM; Ctrl-C stops it by hand.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
