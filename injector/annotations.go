@@ -38,6 +38,10 @@ const (
 	// same host running commands in pods). ReadOnlyAnnotation wins: a read-only pod still
 	// refuses them.
 	AllowExecAnnotation = "apiaccess.io/allow-exec"
+	// AccessLogAnnotation ("true") makes the sidecar log one JSON line per API request
+	// (--access-log): verb, resource, status code, outcome, latency and user agent, never a
+	// credential. Only the api-proxy sidecar has it; kubectl proxy has no access log.
+	AccessLogAnnotation = "apiaccess.io/access-log"
 )
 
 // Pod annotations that the injector writes, or wrote.

@@ -21,6 +21,8 @@ type Options struct {
 	Containers []string
 	// AllowExec lets exec and attach through the proxy (unless ReadOnly, which wins).
 	AllowExec bool
+	// AccessLog makes the sidecar log every API request (--access-log).
+	AccessLog bool
 }
 
 // userAnnotations are the pod annotation keys users set, in the order of annotations.go
@@ -35,6 +37,7 @@ var userAnnotations = []string{
 	ContainersAnnotation,
 	TransparentAnnotation,
 	AllowExecAnnotation,
+	AccessLogAnnotation,
 }
 
 // writtenAnnotations are the keys under AnnotationPrefix that the injector itself writes, now
@@ -132,6 +135,7 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 		}
 	}
 	o.AllowExec = parseBool(&r, annotations, AllowExecAnnotation)
+	o.AccessLog = parseBool(&r, annotations, AccessLogAnnotation)
 	return o, r.orNil()
 }
 

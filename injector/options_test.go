@@ -63,7 +63,7 @@ func TestIntegersAreParsedStrictly(t *testing.T) {
 
 func TestUnknownAnnotationKeys(t *testing.T) {
 	const known = "the keys users set are apiaccess.io/inject, apiaccess.io/proxy-port, apiaccess.io/token-audience, " +
-		"apiaccess.io/token-expiration-seconds, apiaccess.io/read-only, apiaccess.io/isolate-token, apiaccess.io/containers, apiaccess.io/transparent, apiaccess.io/allow-exec"
+		"apiaccess.io/token-expiration-seconds, apiaccess.io/read-only, apiaccess.io/isolate-token, apiaccess.io/containers, apiaccess.io/transparent, apiaccess.io/allow-exec, apiaccess.io/access-log"
 	tests := []struct {
 		name        string
 		annotations map[string]string
@@ -76,7 +76,8 @@ func TestUnknownAnnotationKeys(t *testing.T) {
 		{"written by the injector, now or before", map[string]string{StatusAnnotation: "{}", "apiaccess.io/kubeconfig": "apiVersion: v1"}, nil},
 		{"other prefixes", map[string]string{"e2e.apiaccess.io/readonly": "true", "apiaccess.io.example/x": "y", "example.com/apiaccess.io": "z"}, nil},
 		{"every key users set", map[string]string{InjectAnnotation: "true", ProxyPortAnnotation: "9000", TokenAudienceAnnotation: "a",
-			TokenExpirationSecondsAnnotation: "600", ReadOnlyAnnotation: "true", IsolateTokenAnnotation: "true", ContainersAnnotation: "app", AllowExecAnnotation: "true"}, nil},
+			TokenExpirationSecondsAnnotation: "600", ReadOnlyAnnotation: "true", IsolateTokenAnnotation: "true", ContainersAnnotation: "app", AllowExecAnnotation: "true",
+			AccessLogAnnotation: "true"}, nil},
 	}
 	cfg := testConfig()
 	cfg.Default()

@@ -25,6 +25,9 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 	} else if opts.AllowExec {
 		args = append(args, "--reject-paths="+allowExecRejectPaths)
 	}
+	if opts.AccessLog {
+		args = append(args, "--access-log")
+	}
 	// Written before the startupProbe can pass, so before any app container starts.
 	args = append(args, "--kubeconfig-out="+kubeconfigPath)
 	mounts := []corev1.VolumeMount{

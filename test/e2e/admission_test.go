@@ -265,7 +265,8 @@ func TestAnnotationsParsedStrictly(t *testing.T) {
 		{injector.TokenExpirationSecondsAnnotation, "0600", `annotation apiaccess.io/token-expiration-seconds: invalid value "0600": must be an integer from 600 to 86400`},
 		{"apiaccess.io/readonly", "true", "annotation apiaccess.io/readonly: unknown key; the keys users set are apiaccess.io/inject, " +
 			"apiaccess.io/proxy-port, apiaccess.io/token-audience, apiaccess.io/token-expiration-seconds, apiaccess.io/read-only, " +
-			"apiaccess.io/isolate-token, apiaccess.io/containers, apiaccess.io/transparent, apiaccess.io/allow-exec"},
+			"apiaccess.io/isolate-token, apiaccess.io/containers, apiaccess.io/transparent, apiaccess.io/allow-exec, " +
+			"apiaccess.io/access-log"},
 	}
 	ns := newNamespace(t, nil)
 	for i, tt := range tests {
