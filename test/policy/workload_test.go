@@ -40,7 +40,7 @@ var badAnnotations = []struct {
 	{"every value wrong", map[string]string{
 		injector.InjectAnnotation: "true", injector.ProxyPortAnnotation: "1", injector.TokenExpirationSecondsAnnotation: "1",
 		injector.TokenAudienceAnnotation: "", injector.ReadOnlyAnnotation: "y", injector.IsolateTokenAnnotation: "n",
-		injector.ContainersAnnotation: ",", injector.AllowExecAnnotation: "t"}},
+		injector.ContainersAnnotation: ",", injector.AllowExecAnnotation: "t", injector.AccessLogAnnotation: "on"}},
 	{"unknown key", map[string]string{injector.InjectAnnotation: "true", "apiaccess.io/readonly": "true"}},
 	{"unknown keys, sorted", map[string]string{"apiaccess.io/zz": "1", "apiaccess.io/Port": "1", "apiaccess.io/a": "1", "apiaccess.io/readonly": "true"}},
 	{"read-only with isolate-token false", map[string]string{injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "false"}},
@@ -57,6 +57,9 @@ var badAnnotations = []struct {
 	{"allow-exec after containers and the port", map[string]string{injector.AllowExecAnnotation: "True",
 		injector.ContainersAnnotation: "", injector.ProxyPortAnnotation: "1", injector.ReadOnlyAnnotation: "true"}},
 	{"allow-exec misspelt", map[string]string{injector.InjectAnnotation: "true", "apiaccess.io/allowexec": "true"}},
+	{"access-log not a boolean", map[string]string{injector.InjectAnnotation: "true", injector.AccessLogAnnotation: "yes"}},
+	{"access-log after allow-exec", map[string]string{injector.AccessLogAnnotation: "TRUE", injector.AllowExecAnnotation: "1"}},
+	{"access-log misspelt", map[string]string{injector.InjectAnnotation: "true", "apiaccess.io/accesslog": "true"}},
 	{"unknown key and a bad value", map[string]string{"apiaccess.io/proxyport": "9000", injector.ProxyPortAnnotation: "0"}},
 }
 
@@ -74,7 +77,7 @@ func TestWorkloadRefusalsMatchTheWebhook(t *testing.T) {
 	}{"valid", map[string]string{
 		injector.InjectAnnotation: "false", injector.ProxyPortAnnotation: "9000", injector.TokenExpirationSecondsAnnotation: "600",
 		injector.TokenAudienceAnnotation: "vault", injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "true",
-		injector.ContainersAnnotation: "app", injector.TransparentAnnotation: "true", injector.AllowExecAnnotation: "true", injector.StatusAnnotation: "{}", injector.KubeconfigAnnotation: "x"}})
+		injector.ContainersAnnotation: "app", injector.TransparentAnnotation: "true", injector.AllowExecAnnotation: "true", injector.AccessLogAnnotation: "true", injector.StatusAnnotation: "{}", injector.KubeconfigAnnotation: "x"}})
 	for _, tt := range rows {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := podFor("p", tt.annotations)
