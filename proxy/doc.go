@@ -23,7 +23,12 @@
 //   - SIGTERM drains in-flight requests, ending watches cleanly;
 //   - --kubeconfig-out writes, before the proxy serves, the kubeconfig that the app
 //     containers load, so that nothing a pod update can change feeds it (see Kubeconfig);
-//     `api-proxy write-kubeconfig` writes it and exits, for pods whose sidecar is kubectl.
+//     `api-proxy write-kubeconfig` writes it and exits, for pods whose sidecar is kubectl;
+//   - every request is accounted for by its RBAC verb, resource tuple and outcome (access.go):
+//     the access record on /.apiaccess/record (loopback only, never forwarded, printed by
+//     `api-proxy access`), the per-resource metrics, the RBAC rule logged for a 403, and the
+//     opt-in access log (--access-log).
 //
-// The package uses only the standard library, so that the binary stays a few MiB.
+// The package uses only the standard library (and the version stamp), so that the binary
+// stays a few MiB.
 package proxy
