@@ -111,7 +111,7 @@ type Config struct {
 	KubeconfigOut string
 	// TLSPort, when not 0, is the port of transparent mode's second listener, on Address: it
 	// serves the API over TLS with a certificate for TransparentNames(ClusterDomain) and the
-	// loopback addresses, from a CA created at start whose keys never leave memory.
+	// loopback addresses, from a CA kept in CADir, or created at start and kept in memory.
 	TLSPort int
 	// ClusterDomain is the cluster's DNS domain, for the certificate's name
 	// kubernetes.default.svc.<ClusterDomain>. Default DefaultClusterDomain.
@@ -120,6 +120,11 @@ type Config struct {
 	// it serves, the service-account files of the app containers: ca.crt (the CA of the TLS
 	// listener), namespace, and token (PlaceholderToken, no credential).
 	ServiceAccountOut string
+	// CADir, when set (with TLSPort), is the directory where the CA of the TLS listener and its
+	// private key are kept (CAStateFile), so that a restarted proxy serves under the CA the app
+	// containers already trust; a missing, unusable or nearly expired CA there is replaced.
+	// Only the proxy should be able to read it.
+	CADir string
 	// ReplayBufferSize bounds, in bytes, the memory that request bodies kept for a retry after
 	// a 401 hold together; a body that does not fit is sent once, unbuffered. 0 keeps none.
 	ReplayBufferSize int64
@@ -182,13 +187,16 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 		"It is written atomically with mode 0644.")
 	fs.IntVar(&c.TLSPort, "tls-port", c.TLSPort, "If not 0, also serve the API over TLS on --address and this port (transparent mode), "+
 		"with a certificate for kubernetes, kubernetes.default, kubernetes.default.svc, kubernetes.default.svc.<cluster-domain>, "+
-		"localhost and the loopback addresses, signed by a CA created at start whose keys never leave memory.")
+		"localhost and the loopback addresses, signed by the CA of --ca-dir, or by a CA created at start and kept in memory.")
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "The cluster's DNS domain, for the certificate of --tls-port.")
 	fs.StringVar(&c.ServiceAccountOut, "serviceaccount-out", c.ServiceAccountOut, "If set (with --tls-port), the directory to write, "+
 		"before serving, the app containers' service-account files: ca.crt (the CA of --tls-port), namespace, "+
 		"and a token that is no credential. Each is written atomically with mode 0644.")
 	fs.BoolVar(&c.AccessLog, "access-log", c.AccessLog, "If true, log one JSON line per API request: verb, API group, resource, "+
 		"subresource, namespace or non-resource URL, status code, outcome, latency and user agent. It never logs a credential.")
+	fs.StringVar(&c.CADir, "ca-dir", c.CADir, "If set (with --tls-port), the directory where the CA of --tls-port and its private key "+
+		"are kept (file "+CAStateFile+", mode 0600), so that a restarted proxy serves under the CA the app containers already trust. "+
+		"A missing, unusable or nearly expired CA is replaced, and the log says why. Mount there a volume no other container mounts.")
 	fs.Var((*byteSize)(&c.ReplayBufferSize), "replay-buffer-size", "The most memory that request bodies kept for a retry after a 401 "+
 		"(a rotated token) may hold together, in bytes or with a Ki or Mi suffix. A body that does not fit is sent once, unbuffered. "+
 		"0 keeps none.")
@@ -218,6 +226,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ServiceAccountOut != "" && c.TLSPort == 0 {
 		errs = append(errs, errors.New("--serviceaccount-out needs --tls-port: its ca.crt is the CA of the TLS listener"))
+	}
+	if c.CADir != "" && c.TLSPort == 0 {
+		errs = append(errs, errors.New("--ca-dir needs --tls-port: it keeps the CA of the TLS listener"))
 	}
 	if c.Address == "" {
 		errs = append(errs, errors.New("--address is empty: want an IP address such as 127.0.0.1"))

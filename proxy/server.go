@@ -70,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.prefix = newAPIPrefix(cfg.APIPrefix)
 	if cfg.TLSPort != 0 {
-		if s.ca, err = newServingCA(TransparentNames(cfg.ClusterDomain), time.Now()); err != nil {
+		if s.ca, err = newServingCA(TransparentNames(cfg.ClusterDomain), cfg.CADir, s.log, time.Now()); err != nil {
 			return nil, err
 		}
 		s.names = newTLSNames(cfg.ClusterDomain)

@@ -1,10 +1,17 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -184,6 +192,8 @@ func TestTransparentConfigValidation(t *testing.T) {
 		{"port is the health port", func(c *Config) { c.TLSPort = c.HealthPort }, "--tls-port 8002 is also --port or --health-port"},
 		{"bad cluster domain", func(c *Config) { c.TLSPort, c.ClusterDomain = 443, "cluster..local" }, `--cluster-domain "cluster..local" is not a DNS domain`},
 		{"out without TLS", func(c *Config) { c.ServiceAccountOut = "/out" }, "--serviceaccount-out needs --tls-port"},
+		{"CA dir", func(c *Config) { c.TLSPort, c.CADir = 443, "/ca" }, ""},
+		{"CA dir without TLS", func(c *Config) { c.CADir = "/ca" }, "--ca-dir needs --tls-port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,4 +209,211 @@ func TestTransparentConfigValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startCA runs what New runs for the TLS listener at time now, with --ca-dir dir, and returns
+// the serving CA and the log.
+func startCA(t *testing.T, dir string, now time.Time) (*servingCA, string) {
+	t.Helper()
+	var logs bytes.Buffer
+	ca, err := newServingCA(TransparentNames(DefaultClusterDomain), dir, slog.New(slog.NewTextHandler(&logs, nil)), now)
+	if err != nil {
+		t.Fatalf("newServingCA: %v\n%s", err, logs.String())
+	}
+	return ca, logs.String()
+}
+
+// verifyServing checks that ca's serving certificate chains, for kubernetes.default.svc, to the
+// CA whose PEM certificate is trusted, as an app that loaded that ca.crt checks it.
+func verifyServing(t *testing.T, ca *servingCA, trusted []byte, now time.Time) error {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(ca.cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(trusted) {
+		t.Fatal("no certificate in the trusted PEM")
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "kubernetes.default.svc", CurrentTime: now})
+	return err
+}
+
+// TestCADirKeepsTheCA: with --ca-dir, the first start creates the CA and keeps it there (mode
+// 0600, nowhere else); a restart reuses it, with a fresh serving certificate that an app which
+// loaded the first start's ca.crt still verifies. Without --ca-dir each start makes a new CA.
+func TestCADirKeepsTheCA(t *testing.T) {
+	now := time.Now()
+	dir := t.TempDir()
+	first, log := startCA(t, dir, now)
+	if !strings.Contains(log, `msg="created the transparent-mode CA"`) {
+		t.Errorf("first start's log does not say it created the CA:\n%s", log)
+	}
+	fi, err := os.Stat(filepath.Join(dir, CAStateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != CAStateFileMode {
+		t.Errorf("%s mode %v, want %v", CAStateFile, fi.Mode().Perm(), CAStateFileMode)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("--ca-dir holds %d entries, want only %s", len(entries), CAStateFile)
+	}
+
+	later := now.Add(3 * 24 * time.Hour)
+	second, log := startCA(t, dir, later)
+	if !strings.Contains(log, `msg="reusing the transparent-mode CA of an earlier start"`) {
+		t.Errorf("restart's log does not say it reused the CA:\n%s", log)
+	}
+	if diff := cmp.Diff(string(first.caPEM), string(second.caPEM)); diff != "" {
+		t.Errorf("the restart changed ca.crt (-first +second):\n%s", diff)
+	}
+	if bytes.Equal(first.cert.Certificate[0], second.cert.Certificate[0]) {
+		t.Error("the restart serves the first start's certificate; want a fresh one")
+	}
+	if err := verifyServing(t, second, first.caPEM, later); err != nil {
+		t.Errorf("an app that loaded the first ca.crt does not verify the restarted proxy: %v", err)
+	}
+
+	a, _ := startCA(t, "", now)
+	b, _ := startCA(t, "", now)
+	if bytes.Equal(a.caPEM, b.caPEM) {
+		t.Error("without --ca-dir two starts share a CA")
+	}
+	if err := verifyServing(t, b, a.caPEM, now); err == nil {
+		t.Error("without --ca-dir, the second start's certificate chains to the first's CA")
+	}
+}
+
+// TestCADirReplacesUnusable: a missing piece, a foreign or broken file, a CA near its end or
+// not valid yet, is replaced by a new CA, kept in its place, and the log says why in a warning.
+func TestCADirReplacesUnusable(t *testing.T) {
+	now := time.Now()
+	mustCA := func(at time.Time) *authority {
+		ca, err := newAuthority(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ca
+	}
+	encode := func(ca *authority) []byte {
+		b, err := ca.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	certPEM := func(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+	keyPEM := func(k any) []byte {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}
+	a, b := mustCA(now), mustCA(now)
+	serving, _ := startCA(t, "", now)
+	// A CA certificate of b's key that a signed: a CA, but not a root.
+	intermediate := func() []byte {
+		tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "intermediate"}, NotBefore: now.Add(-time.Hour),
+			NotAfter: now.Add(caValidity), KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, b.key.Public(), a.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(certPEM(der), keyPEM(b.key)...)
+	}()
+
+	tests := []struct {
+		name string
+		file []byte
+		want string // in the warning's reason
+	}{
+		{"empty", []byte{}, "want one PEM CERTIFICATE and one PEM PRIVATE KEY"},
+		{"not PEM", []byte("hello"), "want one PEM CERTIFICATE and one PEM PRIVATE KEY"},
+		{"certificate only", certPEM(a.cert.Raw), "want one PEM CERTIFICATE and one PEM PRIVATE KEY"},
+		{"two certificates", append(encode(a), certPEM(b.cert.Raw)...), `unexpected PEM block \"CERTIFICATE\"`},
+		{"broken certificate", append(certPEM([]byte("junk")), keyPEM(a.key)...), "the certificate: x509:"},
+		{"another CA's key", append(certPEM(a.cert.Raw), keyPEM(b.key)...), "the private key is not the key of the certificate"},
+		{"a serving certificate, not a CA", append(certPEM(serving.cert.Certificate[0]), keyPEM(serving.cert.PrivateKey)...), "is not a CA's"},
+		{"an intermediate CA", intermediate, "is not self-signed"},
+		{"expiring within the serving certificate's life", encode(mustCA(now.Add(-caValidity + minCALife/2))), "expires at"},
+		{"not valid yet", encode(mustCA(now.Add(2 * time.Hour))), "is not valid before"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, CAStateFile)
+			if err := os.WriteFile(path, tt.file, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ca, log := startCA(t, dir, now)
+			if !strings.Contains(log, `level=WARN msg="replaced the transparent-mode CA found in --ca-dir, which is unusable;`) ||
+				!strings.Contains(log, tt.want) {
+				t.Errorf("log does not warn of the replacement with a reason holding %q:\n%s", tt.want, log)
+			}
+			kept, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := parseAuthority(kept, now)
+			if err != nil {
+				t.Fatalf("the CA kept in place of the unusable one: %v", err)
+			}
+			if diff := cmp.Diff(string(certPEM(got.cert.Raw)), string(ca.caPEM)); diff != "" {
+				t.Errorf("ca.crt is not the kept CA (-kept +ca.crt):\n%s", diff)
+			}
+			if err := verifyServing(t, ca, ca.caPEM, now); err != nil {
+				t.Errorf("the serving certificate does not chain to the new CA: %v", err)
+			}
+		})
+	}
+
+	t.Run("a CA that cannot be kept is an error", func(t *testing.T) {
+		dir := t.TempDir()
+		// A directory where the file should be: neither read nor replaced.
+		if err := os.MkdirAll(filepath.Join(dir, CAStateFile, "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, err := newServingCA(TransparentNames(DefaultClusterDomain), dir, slog.New(slog.DiscardHandler), now)
+		if err == nil || !strings.Contains(err.Error(), "--ca-dir: keeping the CA in "+filepath.Join(dir, CAStateFile)) {
+			t.Errorf("newServingCA: %v, want an error naming --ca-dir and the file", err)
+		}
+	})
+}
+
+// FuzzParseAuthority: whatever --ca-dir holds, parseAuthority does not panic, and what it
+// accepts is a usable CA: it signs a serving certificate that verifies against it.
+func FuzzParseAuthority(f *testing.F) {
+	now := time.Now()
+	ca, err := newAuthority(now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := ca.encode()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Add(good[:len(good)/2])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := parseAuthority(data, now)
+		if err != nil {
+			return
+		}
+		if !got.cert.IsCA {
+			t.Fatalf("accepted a certificate that is no CA: %+v", got.cert.Subject)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: serial(), NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), DNSNames: []string{"kubernetes"}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, got.cert, &key.PublicKey, got.key)
+		if err != nil {
+			t.Fatalf("the accepted CA cannot sign: %v", err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		if err := leaf.CheckSignatureFrom(got.cert); err != nil {
+			t.Fatalf("a certificate the accepted CA signed does not verify against it: %v", err)
+		}
+	})
 }
