@@ -84,6 +84,12 @@ const (
 	// ServiceAccountOutPath is where the sidecar mounts ServiceAccountVolumeName to write it
 	// (its own TokenMountPath holds its real credentials).
 	ServiceAccountOutPath = "/var/run/apiaccess-serviceaccount"
+	// CAVolumeName is transparent mode's memory-backed emptyDir where the sidecar keeps the CA
+	// of its TLS listener and the CA's private key (--ca-dir), so that a restarted sidecar
+	// serves under the CA the app containers loaded. Only the sidecar mounts it.
+	CAVolumeName = "apiaccess-ca"
+	// CAMountPath is where the sidecar mounts CAVolumeName.
+	CAMountPath = "/var/run/apiaccess-ca"
 	// HealthPortName names the sidecar's health port (a port name has at most 15 characters).
 	HealthPortName = "apiproxy-health"
 

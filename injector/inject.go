@@ -88,7 +88,8 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	if opts.Transparent {
 		tlsPort = i.cfg.TransparentPort
 		spec.Volumes = upsertVolume(spec.Volumes, serviceAccountVolume())
-		volumes = append(volumes, ServiceAccountVolumeName)
+		spec.Volumes = upsertVolume(spec.Volumes, caVolume())
+		volumes = append(volumes, ServiceAccountVolumeName, CAVolumeName)
 		i.transparentPodSpec(spec)
 	}
 	// An earlier injection's sidecar is updated where it is, not removed and inserted again:
@@ -163,7 +164,7 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 		}
 	}
 	for _, v := range spec.Volumes {
-		if (v.Name == TokenVolumeName || v.Name == KubeconfigVolumeName || v.Name == ServiceAccountVolumeName) && !(injected && prev.owns(v.Name)) {
+		if reservedVolume(v.Name) && !(injected && prev.owns(v.Name)) {
 			r.add("volume %q: the name is reserved for the injected volumes; rename the volume", v.Name)
 		}
 	}

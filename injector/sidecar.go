@@ -38,8 +38,10 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 		args = append(args,
 			"--tls-port="+strconv.Itoa(int(i.cfg.TransparentPort)),
 			"--cluster-domain="+i.cfg.ClusterDomain,
-			"--serviceaccount-out="+ServiceAccountOutPath)
-		mounts = append(mounts, corev1.VolumeMount{Name: ServiceAccountVolumeName, MountPath: ServiceAccountOutPath})
+			"--serviceaccount-out="+ServiceAccountOutPath,
+			"--ca-dir="+CAMountPath)
+		mounts = append(mounts, corev1.VolumeMount{Name: ServiceAccountVolumeName, MountPath: ServiceAccountOutPath},
+			corev1.VolumeMount{Name: CAVolumeName, MountPath: CAMountPath})
 	}
 	health := intstr.FromInt32(s.HealthPort)
 	c := corev1.Container{

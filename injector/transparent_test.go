@@ -47,6 +47,9 @@ func TestTransparentRefusals(t *testing.T) {
 		{"volume named apiaccess-serviceaccount", false, 0, func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: ServiceAccountVolumeName})
 		}, []string{`volume "apiaccess-serviceaccount": the name is reserved`}},
+		{"volume named apiaccess-ca", false, 0, func(p *corev1.Pod) {
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: CAVolumeName})
+		}, []string{`volume "apiaccess-ca": the name is reserved for the injected volumes; rename the volume`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,8 +140,9 @@ func TestTransparentArgsParseWithProxyFlags(t *testing.T) {
 	if err := fs.Parse(sidecar.Args); err != nil || fs.NArg() != 0 {
 		t.Fatalf("api-proxy refuses the injected args %q: %v", sidecar.Args, err)
 	}
-	if diff := cmp.Diff([]any{6443, "corp.example", ServiceAccountOutPath}, []any{pc.TLSPort, pc.ClusterDomain, pc.ServiceAccountOut}); diff != "" {
-		t.Errorf("tls-port, cluster-domain, serviceaccount-out (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]any{6443, "corp.example", ServiceAccountOutPath, CAMountPath},
+		[]any{pc.TLSPort, pc.ClusterDomain, pc.ServiceAccountOut, pc.CADir}); diff != "" {
+		t.Errorf("tls-port, cluster-domain, serviceaccount-out, ca-dir (-want +got):\n%s", diff)
 	}
 	mount := func(c corev1.Container, volume string) string {
 		if i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == volume }); i >= 0 {
@@ -149,6 +153,15 @@ func TestTransparentArgsParseWithProxyFlags(t *testing.T) {
 	app := pod.Spec.Containers[0]
 	if diff := cmp.Diff([]string{ServiceAccountOutPath, TokenMountPath}, []string{mount(sidecar, ServiceAccountVolumeName), mount(app, ServiceAccountVolumeName)}); diff != "" {
 		t.Errorf("mounts of %s, sidecar and app (-want +got):\n%s", ServiceAccountVolumeName, diff)
+	}
+	// The CA's key: the sidecar's alone.
+	if got := mount(sidecar, CAVolumeName); got != CAMountPath {
+		t.Errorf("the sidecar mounts %s at %q, want %s", CAVolumeName, got, CAMountPath)
+	}
+	for _, c := range slices.Concat(pod.Spec.InitContainers[1:], pod.Spec.Containers) {
+		if got := mount(c, CAVolumeName); got != "" {
+			t.Errorf("container %q mounts %s at %s; only the sidecar may", c.Name, CAVolumeName, got)
+		}
 	}
 	if got := mount(app, "kube-api-access-abcde"); got != "" {
 		t.Errorf("the app still mounts its own token at %s", got)
@@ -162,5 +175,22 @@ func TestTransparentArgsParseWithProxyFlags(t *testing.T) {
 	}
 	if got := pod.Spec.HostAliases; len(got) != 1 || !slices.Contains(got[0].Hostnames, "kubernetes.default.svc.corp.example") {
 		t.Errorf("hostAliases %+v lack the cluster-domain form", got)
+	}
+}
+
+// TestTransparentUpgradeAddsTheCAVolume: a pod injected in transparent mode before the CA
+// volume existed, injected again (reinvocation, a re-applied manifest), ends exactly as a fresh
+// injection: the golden outputs of transparent-upgrade and transparent are the same pod. (The
+// patch package checks, on every golden input, that the in-place update writes only into what
+// its Snapshot clones.)
+func TestTransparentUpgradeAddsTheCAVolume(t *testing.T) {
+	fresh := readPod(t, "testdata/transparent.golden.yaml")
+	upgraded := readPod(t, "testdata/transparent-upgrade.golden.yaml")
+	if diff := cmp.Diff(fresh, upgraded); diff != "" {
+		t.Errorf("an upgraded transparent pod differs from a fresh injection (-fresh +upgraded):\n%s", diff)
+	}
+	before := readPod(t, "testdata/transparent-upgrade.in.yaml")
+	if slices.ContainsFunc(before.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == CAVolumeName }) {
+		t.Fatalf("the input already has %s; it must be the previous release's injection", CAVolumeName)
 	}
 }

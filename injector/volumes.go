@@ -58,6 +58,21 @@ func serviceAccountVolume() corev1.Volume {
 	return v
 }
 
+// caVolume is transparent mode's volume of the sidecar's CA and its key, which only the sidecar
+// mounts: in memory, so that the key never reaches the node's disk, and it outlives a restart
+// of the sidecar, not the pod
+// (https://kubernetes.io/docs/concepts/storage/volumes/#emptydir).
+func caVolume() corev1.Volume {
+	v := kubeconfigVolume()
+	v.Name = CAVolumeName
+	return v
+}
+
+// reservedVolume reports whether a volume name is one the injector adds.
+func reservedVolume(name string) bool {
+	return name == TokenVolumeName || name == KubeconfigVolumeName || name == ServiceAccountVolumeName || name == CAVolumeName
+}
+
 // kubeconfigVolumeSize is far more than a kubeconfig of a few hundred bytes needs.
 const kubeconfigVolumeSize = "1Mi"
 
