@@ -66,7 +66,7 @@ func startEnv(t *testing.T, inj *injector.Injector) *envFor {
 	if err != nil {
 		t.Fatal(err) // names the command that provisions the binaries
 	}
-	hooks, err := testenv.LoadWebhooks("../../config/webhook/manifests.yaml")
+	hooks, err := testenv.LoadWebhooks("../../../config/webhook/manifests.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func podReaderNamespace(t *testing.T, admin *kubernetes.Clientset) string {
 // buildProxy builds ./cmd/api-proxy into dir.
 func buildProxy(dir string) error {
 	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "api-proxy"), "./cmd/api-proxy")
-	cmd.Dir = "../.."
+	cmd.Dir = "../../.."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building api-proxy: %w\n%s", err, out)
 	}
