@@ -1,6 +1,7 @@
 package materialize
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,12 @@ type AppReport struct {
 // name, tries to create a ConfigMap there, and writes a ClientReport.
 const InClusterApp = "incluster"
 
+// InClusterLoopApp, as the value of AppEnvVar, makes AppMain the program of InClusterApp with
+// one client for its whole life, as long-running controllers keep theirs: configured once by
+// rest.InClusterConfig() (which loads ca.crt then), it lists the pods each time it reads a line
+// on stdin, writing a ClientReport line for each (no write attempted), until stdin ends.
+const InClusterLoopApp = "incluster-loop"
+
 // ClientReport is what an in-cluster client saw: the pods it listed and why a list or a write
 // failed.
 type ClientReport struct {
@@ -61,8 +68,11 @@ func IsApp() bool { return os.Getenv(AppEnvVar) != "" }
 func AppMain() int {
 	ctx, cancel := context.WithTimeout(context.Background(), appTimeout)
 	defer cancel()
-	if os.Getenv(AppEnvVar) == InClusterApp {
+	switch os.Getenv(AppEnvVar) {
+	case InClusterApp:
 		return inClusterMain(ctx)
+	case InClusterLoopApp:
+		return inClusterLoopMain()
 	}
 	var r AppReport
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), nil)
@@ -140,6 +150,39 @@ func listHTTP(ctx context.Context, base, ns string) ([]string, error) {
 		names = append(names, p.Name)
 	}
 	return names, nil
+}
+
+// inClusterLoopMain is the program of InClusterLoopApp. Each list is bounded by appTimeout;
+// the program lives as long as its stdin.
+func inClusterLoopMain() int {
+	cfg, err := rest.InClusterConfig()
+	var cs *kubernetes.Clientset
+	if err == nil {
+		cs, err = kubernetes.NewForConfig(cfg)
+	}
+	ns, nerr := os.ReadFile(inClusterDir + "/namespace")
+	err = errors.Join(err, nerr)
+	enc := json.NewEncoder(os.Stdout)
+	for in := bufio.NewScanner(os.Stdin); in.Scan(); {
+		var r ClientReport
+		if err != nil {
+			r.ListError = err.Error()
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), appTimeout)
+			if pods, err := cs.CoreV1().Pods(string(ns)).List(ctx, metav1.ListOptions{}); err != nil {
+				r.ListError = err.Error()
+			} else {
+				for _, p := range pods.Items {
+					r.Pods = append(r.Pods, p.Name)
+				}
+			}
+			cancel()
+		}
+		if err := enc.Encode(r); err != nil {
+			return 2
+		}
+	}
+	return 0
 }
 
 // inClusterMain is the in-cluster Go program of InClusterApp.

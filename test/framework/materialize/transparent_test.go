@@ -2,22 +2,28 @@ package materialize
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/proxy"
 	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
@@ -230,6 +236,98 @@ func TestTransparentModeRealClients(t *testing.T) {
 			t.Errorf("ConfigMap %s was written past the proxy", cm.Name)
 		}
 	}
+
+	// An app that keeps one client, loaded by rest.InClusterConfig() before the sidecar is
+	// killed (as the OOM killer does) and restarted by the kubelet, still lists pods after it:
+	// the restarted sidecar serves under the CA kept in apiaccess-ca. Then, as a control, the
+	// same with that volume emptied, which is what every restart did before it existed: the
+	// client fails verification.
+	t.Run("a sidecar restart keeps the CA an in-cluster client loaded", func(t *testing.T) {
+		p, err := k.Process(ctx, "app", ProcessOptions{Argv: []string{os.Args[0]}, PodView: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		cmd, err := p.command(actx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Env = append(cmd.Env, AppEnvVar+"="+InClusterLoopApp)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := &syncBuffer{}
+		cmd.Stderr = stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			stdin.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("the app: %v\n%s", err, stderr)
+			}
+		}()
+		lines := bufio.NewScanner(stdout)
+		list := func(t *testing.T) ClientReport {
+			t.Helper()
+			if _, err := io.WriteString(stdin, "list\n"); err != nil {
+				t.Fatalf("the app: %v\n%s", err, stderr)
+			}
+			if !lines.Scan() {
+				t.Fatalf("the app wrote no report: %v\n%s", lines.Err(), stderr)
+			}
+			var r ClientReport
+			if err := json.Unmarshal(lines.Bytes(), &r); err != nil {
+				t.Fatalf("the app's report %q: %v", lines.Bytes(), err)
+			}
+			return r
+		}
+		restart := func(t *testing.T) {
+			t.Helper()
+			_ = sidecar.cmd.Process.Kill()
+			<-sidecar.done
+			if sidecar, err = k.Start(sp, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := k.WaitStarted(ctx, sidecar); err != nil {
+				t.Fatalf("%v\n%s", err, sidecar.Log())
+			}
+		}
+		caCrt := filepath.Join(k.VolumeDir(injector.ServiceAccountVolumeName), proxy.CAFile)
+		loaded, err := os.ReadFile(caCrt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := list(t); r.ListError != "" || !slices.Contains(r.Pods, pod.Name) {
+			t.Fatalf("before the restart: listed %q, error %q", r.Pods, r.ListError)
+		}
+
+		restart(t)
+		if !strings.Contains(sidecar.Log(), "reusing the transparent-mode CA of an earlier start") {
+			t.Errorf("the restarted sidecar's log does not say it reused the CA:\n%s", sidecar.Log())
+		}
+		if now, _ := os.ReadFile(caCrt); !bytes.Equal(now, loaded) {
+			t.Errorf("the restart changed ca.crt:\n%s\nwas:\n%s", now, loaded)
+		}
+		if r := list(t); r.ListError != "" || !slices.Contains(r.Pods, pod.Name) {
+			t.Errorf("after the restart, the client created before it listed %q, error %q", r.Pods, r.ListError)
+		}
+
+		if err := os.Remove(filepath.Join(k.VolumeDir(injector.CAVolumeName), proxy.CAStateFile)); err != nil {
+			t.Fatal(err)
+		}
+		restart(t)
+		if r := list(t); !strings.Contains(r.ListError, "certificate signed by unknown authority") {
+			t.Errorf("control: with the CA volume emptied, the restarted sidecar's new CA did not fail the old client's verification: listed %q, error %q",
+				r.Pods, r.ListError)
+		}
+	})
 }
 
 func clientReport(t *testing.T, out string) ClientReport {
