@@ -18,9 +18,14 @@ func TestRenderedConfigLoads(t *testing.T) {
 		args  []string
 		mode  injector.SidecarMode
 		image string
+		// transparent mode's TLS port and cluster domain
+		transparentPort int32
+		clusterDomain   string
 	}{
-		{"default", nil, injector.SidecarAPIProxy, "api-proxy:"},
-		{"kubectl mode", []string{"--set", "sidecar.mode=kubectl"}, injector.SidecarKubectl, "registry.k8s.io/kubectl:v1.37.2"},
+		{"default", nil, injector.SidecarAPIProxy, "api-proxy:", 443, "cluster.local"},
+		{"kubectl mode", []string{"--set", "sidecar.mode=kubectl"}, injector.SidecarKubectl, "registry.k8s.io/kubectl:v1.37.2", 443, "cluster.local"},
+		{"transparent port and cluster domain", []string{"--set", "sidecar.transparentPort=6443,sidecar.clusterDomain=corp.example"},
+			injector.SidecarAPIProxy, "api-proxy:", 6443, "corp.example"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var cm corev1.ConfigMap
@@ -39,6 +44,9 @@ func TestRenderedConfigLoads(t *testing.T) {
 			}
 			if !strings.Contains(got.Sidecar.InitImage, "api-proxy:") {
 				t.Errorf("sidecar.initImage %q, want the api-proxy image (the kubeconfig init container of kubectl mode)", got.Sidecar.InitImage)
+			}
+			if got.TransparentPort != tt.transparentPort || got.ClusterDomain != tt.clusterDomain {
+				t.Errorf("transparentPort %d, clusterDomain %q; want %d, %q", got.TransparentPort, got.ClusterDomain, tt.transparentPort, tt.clusterDomain)
 			}
 			for _, ns := range []string{"kube-system", "kube-node-lease", releaseNamespace} {
 				if !slices.Contains(got.ExcludedNamespaces, ns) && !slices.Contains(injector.AlwaysExcludedNamespaces, ns) {

@@ -175,6 +175,9 @@ install renders.
 {{- if eq (int .Values.sidecar.healthPort) (int .Values.sidecar.proxyPort) -}}
 {{- fail (printf "sidecar.healthPort and sidecar.proxyPort are both %d: the sidecar's health port must differ from the port it serves the API on" (int .Values.sidecar.proxyPort)) -}}
 {{- end -}}
+{{- if has (int .Values.sidecar.transparentPort) (list (int .Values.sidecar.proxyPort) (int .Values.sidecar.healthPort)) -}}
+{{- fail (printf "sidecar.transparentPort %d is also sidecar.proxyPort or sidecar.healthPort: the sidecar's TLS port in transparent mode must differ from both" (int .Values.sidecar.transparentPort)) -}}
+{{- end -}}
 {{- $pdb := .Values.podDisruptionBudget -}}
 {{- if and (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) -}}
 {{- fail "podDisruptionBudget.minAvailable and podDisruptionBudget.maxUnavailable are both set: set one of them and the other to null" -}}
