@@ -92,7 +92,7 @@ demo: build envtest ## Run the whole path locally, no cluster: API server, webho
 ##@ Real cluster (root; changes host networking, mounts and cgroups: CI and throwaway machines only)
 
 .PHONY: e2e
-e2e: e2e-vet e2e-provision e2e-images helm ## The chart on a real one-node cluster (built here, torn down after), real images and pods.
+e2e: e2e-vet e2e-provision e2e-images helm clients ## The chart on a real one-node cluster (built here, torn down after), real images and pods.
 	HELM="$(HELM)" hack/e2e/run.sh
 
 .PHONY: e2e-soak
@@ -114,7 +114,7 @@ e2e-images: build envtest ## The images of make e2e, without Docker: webhook, si
 	go run ./hack/imgbuild -bin-dir $(LOCALBIN) -kubectl "$(ENVTEST_ASSETS)/kubectl" -out $(E2E_NODE_DIR)/images
 
 .PHONY: e2e-up
-e2e-up: e2e-provision e2e-images ## Bring the one-node cluster up and leave it running (development); prints its kubeconfig.
+e2e-up: e2e-provision e2e-images clients ## Bring the one-node cluster up and leave it running (development); prints its kubeconfig.
 	hack/e2e/up.sh
 
 .PHONY: e2e-test

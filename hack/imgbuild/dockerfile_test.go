@@ -142,7 +142,8 @@ func TestBuild(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer rc.Close()
-			files := map[string]string{}
+			files, links := map[string]string{}, map[string]string{}
+			var dirs []string
 			tr := tar.NewReader(rc)
 			for {
 				h, err := tr.Next()
@@ -152,9 +153,14 @@ func TestBuild(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if h.Typeflag == tar.TypeReg {
+				switch h.Typeflag {
+				case tar.TypeReg:
 					data, _ := io.ReadAll(tr)
 					files["/"+h.Name] = string(data)
+				case tar.TypeSymlink:
+					links["/"+h.Name] = h.Linkname
+				case tar.TypeDir:
+					dirs = append(dirs, "/"+strings.TrimSuffix(h.Name, "/"))
 				}
 			}
 			want := map[string]string{}
@@ -166,6 +172,18 @@ func TestBuild(t *testing.T) {
 			}
 			if diff := cmp.Diff(want, files); diff != "" {
 				t.Errorf("files in the layer (-want +got):\n%s", diff)
+			}
+			wantLinks := map[string]string{}
+			for _, l := range spec.Symlinks {
+				wantLinks[l.Path] = l.Target
+			}
+			if diff := cmp.Diff(wantLinks, links); diff != "" {
+				t.Errorf("symbolic links in the layer (-want +got):\n%s", diff)
+			}
+			for _, d := range append([]string{"/tmp"}, spec.Dirs...) {
+				if !slices.Contains(dirs, d) {
+					t.Errorf("the layer has no directory %s; it has %v", d, dirs)
+				}
 			}
 			if !slices.Contains(cf.Config.Env, "PATH=/usr/local/bin:/usr/bin:/bin") {
 				t.Errorf("env %v has no PATH", cf.Config.Env)

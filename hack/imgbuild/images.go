@@ -39,6 +39,12 @@ const (
 	KubectlRef = "registry.k8s.io/kubectl:v1.37.2"
 	// PauseRef is the sandbox image containerd is configured with (hack/e2e/config).
 	PauseRef = "registry.k8s.io/pause:3.10.1"
+	// HostUsrRef is an image of no files of its own: a merged-/usr root (bin, lib, lib64 and
+	// sbin are links into /usr) for a pod that mounts the node's /usr read-only there by
+	// hostPath. It runs, unmodified and with no registry, the node's Debian programs that the
+	// transparent-mode test uses as in-cluster clients nobody here wrote: python3 with
+	// python3-kubernetes, and curl (`make clients` installs them).
+	HostUsrRef = "localhost/api-access-injector/hostusr:e2e"
 )
 
 // Spec describes one image.
@@ -56,6 +62,16 @@ type Spec struct {
 	ExposedPorts []string
 	// CACertificates adds the CA bundle at /etc/ssl/certs/ca-certificates.crt.
 	CACertificates bool
+	// Dirs are empty directories (0755) to add, as absolute paths.
+	Dirs []string
+	// Symlinks are symbolic links to add.
+	Symlinks []Symlink
+}
+
+// Symlink is a symbolic link of an image.
+type Symlink struct {
+	// Path is the link's absolute path in the image; Target what it points to, as written.
+	Path, Target string
 }
 
 // File is one executable of an image.
@@ -122,6 +138,19 @@ func Images() []Spec {
 			Name: "pause", Ref: PauseRef, User: nonRoot,
 			Files:      []File{{Binary: "pause", Path: "/pause"}},
 			Entrypoint: []string{"/pause"},
+		},
+		// The node's /usr, once a pod mounts it at /usr: Debian's layout since bookworm
+		// (https://wiki.debian.org/UsrMerge), so that /bin/sh and the dynamic loader at
+		// /lib64/ld-linux-x86-64.so.2 resolve. /etc is empty but for what the runtime mounts
+		// (hosts, resolv.conf, hostname): no program used reads more of it.
+		Spec{
+			Name: "hostusr", Ref: HostUsrRef, User: nonRoot,
+			Entrypoint: []string{"/bin/sh"},
+			Dirs:       []string{"/usr", "/etc"},
+			Symlinks: []Symlink{
+				{Path: "/bin", Target: "usr/bin"}, {Path: "/lib", Target: "usr/lib"},
+				{Path: "/lib64", Target: "usr/lib64"}, {Path: "/sbin", Target: "usr/sbin"},
+			},
 		},
 	)
 }
@@ -208,6 +237,17 @@ func buildLayer(spec Spec, src Sources) (v1.Layer, error) {
 	}
 	if err := addDir("tmp", 0o1777); err != nil {
 		return nil, err
+	}
+	for _, d := range spec.Dirs {
+		if err := addDir(strings.TrimPrefix(path.Clean(d), "/"), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range spec.Symlinks {
+		h := &tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(path.Clean(l.Path), "/"), Linkname: l.Target, Mode: 0o777, ModTime: epoch}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
 	}
 	for _, f := range spec.Files {
 		if err := addFile(src.path(f.Binary), f.Path, 0o755); err != nil {

@@ -7,7 +7,8 @@
 //
 // writes DIR/<name>.tar for every image of Images: the webhook and the sidecar exactly as
 // the Dockerfile describes them (entrypoint, user 65532, CA certificates, nothing else), and
-// the test images (the app of test/realcluster, kubectl, and the pod sandbox's pause).
+// the test images (the app of test/realcluster, kubectl, the pod sandbox's pause, and hostusr,
+// a root for the node's own /usr).
 package main
 
 import (

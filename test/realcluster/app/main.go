@@ -7,6 +7,9 @@
 //	e2e-app list [-serve]          list pods with client-go (KUBECONFIG) and plain HTTP (KUBE_API_URL),
 //	                               report whether a service-account token is mounted; -serve keeps running
 //	e2e-app write                  create a ConfigMap through KUBE_API_URL, report the answer
+//	e2e-app incluster              as an app that knows nothing of the sidecar: rest.InClusterConfig(),
+//	                               list the pods of the namespace its service-account files name,
+//	                               create a ConfigMap there, report both answers
 //	e2e-app serve                  answer HTTP on :8080 (a target for port-forward)
 //	e2e-app portforward POD PORT   port-forward to POD:PORT through KUBECONFIG, GET / through it
 //	e2e-app exec POD CONTAINER     run "/e2e-app hello" in POD through KUBECONFIG
@@ -49,7 +52,7 @@ const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: e2e-app list [-serve] | write | serve | portforward POD PORT | exec POD CONTAINER | hello | soak DURATION")
+		fmt.Fprintln(os.Stderr, "usage: e2e-app list [-serve] | write | incluster | serve | portforward POD PORT | exec POD CONTAINER | hello | soak DURATION")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -67,6 +70,8 @@ func main() {
 		}
 	case "write":
 		result, err = write(ctx)
+	case "incluster":
+		result, err = inCluster(ctx)
 	case "serve":
 		err = serve(ctx)
 	case "portforward":
@@ -196,6 +201,45 @@ func write(ctx context.Context) (WriteResult, error) {
 		r.Body = body
 	} else {
 		r.Error = "not JSON: " + string(body)
+	}
+	return r, nil
+}
+
+// InClusterResult is what `incluster` reports, in the shape of the other in-cluster clients'
+// reports (test/framework/materialize.ClientReport).
+type InClusterResult struct {
+	Pods       []string `json:"pods"`
+	ListError  string   `json:"listError,omitempty"`
+	WriteError string   `json:"writeError,omitempty"`
+}
+
+// inCluster is the Go program of the Kubernetes docs' "Use the official client libraries"
+// (https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/): nothing in it knows of
+// the sidecar.
+func inCluster(ctx context.Context) (InClusterResult, error) {
+	var r InClusterResult
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return r, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return r, err
+	}
+	ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return r, err
+	}
+	if pods, err := cs.CoreV1().Pods(string(ns)).List(ctx, metav1.ListOptions{}); err != nil {
+		r.ListError = err.Error()
+	} else {
+		for _, p := range pods.Items {
+			r.Pods = append(r.Pods, p.Name)
+		}
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "written-by-go"}}
+	if _, err := cs.CoreV1().ConfigMaps(string(ns)).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		r.WriteError = err.Error()
 	}
 	return r, nil
 }
