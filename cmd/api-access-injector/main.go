@@ -20,6 +20,8 @@ Usage:
   api-access-injector inject -f FILE|- [flags]  inject manifests offline, YAML to stdout
   api-access-injector explain (NAME | TYPE/NAME | -f FILE) [flags]
                                             say whether a pod would be injected, and why
+  api-access-injector rbac (NAME | TYPE/NAME | -f FILE) [flags]
+                                            least-privilege RBAC from what the sidecars recorded
   api-access-injector version               print the version (also --version)
 
 Run "api-access-injector COMMAND -h" for the flags of a command.
@@ -49,6 +51,8 @@ func run(args []string) error {
 		return runInject(args[1:], os.Stdin, os.Stdout, os.Stderr)
 	case "explain":
 		return runExplain(args[1:])
+	case "rbac":
+		return runRBAC(args[1:])
 	case "version", "--version", "-version":
 		fmt.Println(version.Get())
 		return nil

@@ -118,3 +118,37 @@ func TestWebhookReportsEveryConfigurationError(t *testing.T) {
 		t.Errorf("a misspelt key was not refused:\n%s", errOut)
 	}
 }
+
+// TestRBACCommand runs `rbac -f -` on a record as `api-proxy access -o json` prints it: YAML
+// that names the Role for the pod's ServiceAccount, and clear errors for bad input and flags.
+func TestRBACCommand(t *testing.T) {
+	record := `{"apiVersion":"apiaccess.io/v1alpha1","kind":"AccessRecord","namespace":"shop","serviceAccount":"app","pod":"web-1",
+"since":"2026-11-30T17:00:00Z","requests":[{"verb":"list","apiGroup":"","resource":"pods","subresource":"","namespace":"shop",
+"nonResourceURL":"","outcome":"allowed","count":3,"lastSeen":"2026-11-30T18:00:00Z"}],"otherCount":0,"truncated":false}`
+	out, errOut, code := command(t, record, "rbac", "-f", "-")
+	for _, want := range []string{"kind: Role\n", "kind: RoleBinding\n", "  name: app-apiaccess\n  namespace: shop\n", "- list\n"} {
+		if code != 0 || errOut != "" || !strings.Contains(out, want) {
+			t.Errorf("rbac -f -: exit %d, stderr %q, stdout lacks %q:\n%s", code, errOut, want, out)
+		}
+	}
+	out, errOut, code = command(t, record, "rbac", "-f", "-", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"kind": "List"`) {
+		t.Errorf("rbac -o json: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	for _, tc := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{strings.Replace(record, `"allowed"`, `"ok"`, 1), []string{"rbac", "-f", "-"},
+			`standard input: record 1 (pod "web-1"): requests[0].outcome: "ok": must be one of allowed, forbidden, unauthorized, refused, failed`},
+		{record, []string{"rbac", "-f", "-", "-o", "table"}, `--output: "table" is not one of yaml, json`},
+		{record, []string{"rbac"}, `give exactly one of NAME, TYPE/NAME or -f FILE`},
+		{record, []string{"rbac", "-f", "-", "pod/x"}, `give exactly one of NAME, TYPE/NAME or -f FILE`},
+	} {
+		out, errOut, code := command(t, tc.stdin, tc.args...)
+		if code != 1 || out != "" || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+}

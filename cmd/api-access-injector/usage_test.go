@@ -29,7 +29,7 @@ func TestHelpAndVersion(t *testing.T) {
 	for _, tc := range []struct {
 		cmd  string
 		flag string
-	}{{"webhook", "--cert-dir"}, {"inject", "--namespace-injection"}, {"explain", "--webhook-config"}} {
+	}{{"webhook", "--cert-dir"}, {"inject", "--namespace-injection"}, {"explain", "--webhook-config"}, {"rbac", "--timeout"}} {
 		t.Run(tc.cmd, func(t *testing.T) {
 			stdout, stderr, code := command(t, "", tc.cmd, "--help")
 			help := stdout + stderr

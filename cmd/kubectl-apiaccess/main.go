@@ -1,5 +1,5 @@
 // Command kubectl-apiaccess is the kubectl plugin of api-access-injector: installed on the
-// PATH, it answers `kubectl apiaccess explain ...` (https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/).
+// PATH, it answers `kubectl apiaccess explain ...` and `kubectl apiaccess rbac ...` (https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/).
 package main
 
 import (
@@ -19,10 +19,12 @@ const usage = `kubectl apiaccess: api-access-injector from kubectl.
 Usage:
   kubectl apiaccess explain (NAME | TYPE/NAME | -f FILE) [flags]
       say whether a pod or workload would get the api-proxy sidecar, and why
+  kubectl apiaccess rbac (NAME | TYPE/NAME | -f FILE) [flags]
+      least-privilege RBAC for what the sidecars of a pod or workload recorded
   kubectl apiaccess version
       print the version
 
-Run "kubectl apiaccess explain --help" for its flags.
+Run "kubectl apiaccess COMMAND --help" for the flags of a command.
 `
 
 func main() {
@@ -49,6 +51,8 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "explain":
 		return explain.Command(ctx, "kubectl apiaccess explain", args[1:], os.Stdin, os.Stdout, os.Stderr)
+	case "rbac":
+		return runRBAC(ctx, args[1:])
 	case "version", "--version":
 		fmt.Println(version.Get())
 		return nil

@@ -21,6 +21,10 @@ func TestRun(t *testing.T) {
 		{[]string{"inject"}, explain.ErrUsage},
 		{[]string{"explain", "-o", "yaml", "pod/x"}, explain.ErrUsage},
 		{[]string{"explain"}, explain.ErrUsage},
+		{[]string{"rbac", "--help"}, nil},
+		{[]string{"rbac"}, explain.ErrUsage},
+		{[]string{"rbac", "-o", "table", "pod/x"}, explain.ErrUsage},
+		{[]string{"rbac", "-f", "x.json", "pod/x"}, explain.ErrUsage},
 	} {
 		if err := run(t.Context(), tc.args); !errors.Is(err, tc.want) {
 			t.Errorf("kubectl apiaccess %v: %v, want %v", tc.args, err, tc.want)

@@ -130,17 +130,16 @@ func (r *Record) Validate() error {
 		bad("otherCount", r.OtherCount, "must not be negative")
 	}
 	for i, q := range r.Requests {
-		if err := q.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("requests[%d]: %w", i, err))
-		}
+		errs = append(errs, q.validate(fmt.Sprintf("requests[%d].", i))...)
 	}
 	return errors.Join(errs...)
 }
 
-func (q *Request) validate() error {
+// validate returns every problem of q, each field named after prefix.
+func (q *Request) validate(prefix string) []error {
 	var errs []error
 	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("%s: %q: %s", field, fmt.Sprint(value), allowed))
+		errs = append(errs, fmt.Errorf("%s%s: %q: %s", prefix, field, fmt.Sprint(value), allowed))
 	}
 	if !word.MatchString(q.Verb) {
 		bad("verb", q.Verb, "must be a lower-case verb such as get, list or watch")
@@ -162,7 +161,7 @@ func (q *Request) validate() error {
 		if q.APIGroup != "" || q.Resource != "" || q.Subresource != "" || q.Namespace != "" {
 			bad("nonResourceURL", q.NonResourceURL, "must not come with apiGroup, resource, subresource or namespace")
 		}
-		return errors.Join(errs...)
+		return errs
 	}
 	if !word.MatchString(q.Resource) {
 		bad("resource", q.Resource, "must be a lower-case plural resource name, or nonResourceURL must be set")
@@ -176,7 +175,7 @@ func (q *Request) validate() error {
 	if q.Namespace != "" && (len(q.Namespace) > 63 || !dnsLabel.MatchString(q.Namespace)) {
 		bad("namespace", q.Namespace, `must be a namespace name or "" for a cluster-scoped request`)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func validOutcome(o Outcome) bool {
