@@ -16,11 +16,17 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// baselineUser is the made-up user whose rights stand for what every authenticated user may
-// do (system:basic-user, system:discovery, system:public-info-viewer and whatever else the
-// cluster binds to system:authenticated): the API server adds that group to an impersonated
-// user (https://kubernetes.io/docs/reference/access-authn-authz/authentication/#user-impersonation).
+// baselineUser is the made-up user whose rights, with baselineGroups, stand for what every
+// ServiceAccount of the cluster may do (system:basic-user, system:discovery,
+// system:public-info-viewer, system:service-account-issuer-discovery and whatever else the
+// cluster binds to those groups): rights no change to one ServiceAccount's bindings removes.
+// What the ServiceAccount's namespace group (system:serviceaccounts:NS) holds is not left out:
+// it is an over-grant to this app too.
 const baselineUser = "system:apiaccess:rbac-compare"
+
+// baselineGroups are the groups every ServiceAccount token carries but its namespace's
+// (https://kubernetes.io/docs/reference/access-authn-authz/rbac/#service-account-permissions).
+var baselineGroups = []string{"system:serviceaccounts", "system:authenticated"}
 
 // Comparison is what a ServiceAccount may do today that its app never used, as the API
 // server's authorizer answers it.
@@ -52,9 +58,9 @@ type Unused struct {
 // Compare asks the API server, with the caller's credentials in cfg, what s's
 // ServiceAccount may do, and sets s.Unused to what the app never used. It asks with
 // SelfSubjectRulesReview while impersonating the ServiceAccount (the caller needs the verb
-// impersonate on serviceaccounts in its namespace), and subtracts what every authenticated
-// user may do (asked the same way for a made-up user, which needs impersonate on users; when
-// that is refused, those rights are listed too and a note says so). A caller that may not
+// impersonate on serviceaccounts in its namespace), and subtracts what every ServiceAccount
+// may do (asked the same way for a made-up user in their groups, which needs impersonate on
+// users and groups; when that is refused, those rights are listed too and a note says so). A caller that may not
 // impersonate gets a Comparison with Asked false and a note, not an error: the rest of the
 // suggestion stands.
 func Compare(ctx context.Context, cfg *rest.Config, s *Suggestion) error {
@@ -67,7 +73,7 @@ func Compare(ctx context.Context, cfg *rest.Config, s *Suggestion) error {
 	if err != nil {
 		return err
 	}
-	asBase, err := impersonating(cfg, baselineUser)
+	asBase, err := impersonating(cfg, baselineUser, baselineGroups...)
 	if err != nil {
 		return err
 	}
@@ -101,7 +107,7 @@ func Compare(ctx context.Context, cfg *rest.Config, s *Suggestion) error {
 			switch {
 			case apierrors.IsForbidden(err):
 				baselineOK = false
-				c.Notes = append(c.Notes, "rights that every authenticated user has are listed too: telling them apart needs the verb impersonate on users: "+err.Error())
+				c.Notes = append(c.Notes, "rights that every ServiceAccount has are listed too: telling them apart needs the verb impersonate on users and groups: "+err.Error())
 			case err != nil:
 				return fmt.Errorf("asking what every authenticated user may do in namespace %s: %w", ns, err)
 			default:
@@ -132,9 +138,9 @@ func Compare(ctx context.Context, cfg *rest.Config, s *Suggestion) error {
 	return nil
 }
 
-func impersonating(cfg *rest.Config, user string) (*kubernetes.Clientset, error) {
+func impersonating(cfg *rest.Config, user string, groups ...string) (*kubernetes.Clientset, error) {
 	c := rest.CopyConfig(cfg)
-	c.Impersonate = rest.ImpersonationConfig{UserName: user}
+	c.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	return kubernetes.NewForConfig(c)
 }
 

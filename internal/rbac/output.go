@@ -138,7 +138,8 @@ func writeSuggestion(b *strings.Builder, s *Suggestion) error {
 		} else {
 			c("--compare: what ServiceAccount %s may do today and the app never did, as the API server's authorizer", s.ServiceAccount)
 			c("answers a SelfSubjectRulesReview made as the ServiceAccount (its Roles there and its cluster-wide")
-			c("ClusterRoleBindings). A wildcard (*) is listed when it grants more than was used, which it always does.")
+			c("ClusterRoleBindings), less what every ServiceAccount may do. A wildcard (*) is listed when it grants more")
+			c("than was used, which it always does.")
 		}
 		for _, n := range u.Notes {
 			c("Note: %s.", n)
