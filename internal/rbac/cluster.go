@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
@@ -163,7 +164,8 @@ func Readable(pod *corev1.Pod) error {
 	case status.State.Running != nil:
 		return nil
 	case status.State.Waiting != nil:
-		return fmt.Errorf("%s: its %s sidecar is not running: waiting (%s) %s", ref, injector.SidecarName, status.State.Waiting.Reason, status.State.Waiting.Message)
+		w := status.State.Waiting
+		return fmt.Errorf("%s: its %s sidecar is not running: waiting (%s)%s", ref, injector.SidecarName, w.Reason, strings.TrimRight(" "+w.Message, " "))
 	case status.State.Terminated != nil:
 		t := status.State.Terminated
 		return fmt.Errorf("%s: its %s sidecar is not running: terminated (%s, exit code %d); what it recorded went with it", ref, injector.SidecarName, t.Reason, t.ExitCode)
@@ -189,8 +191,13 @@ func (r *Reader) Record(ctx context.Context, pod *corev1.Pod) (accessrecord.Reco
 		if s := strings.TrimSpace(errOut); s != "" {
 			err = fmt.Errorf("%w: %s", err, s)
 		}
-		return accessrecord.Record{}, fmt.Errorf("%s: running %q in its %s sidecar: %w (a sidecar older than the access record does not know that command: upgrade the injector and restart the pod)",
-			ref, strings.Join(cmd, " "), injector.SidecarName, err)
+		err = fmt.Errorf("%s: running %q in its %s sidecar: %w", ref, strings.Join(cmd, " "), injector.SidecarName, err)
+		// The command ran and failed, or the runtime found no such binary.
+		var exit utilexec.ExitError
+		if errors.As(err, &exit) || strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "no such file") {
+			err = fmt.Errorf("%w (a sidecar older than the access record does not know that command: upgrade the injector and restart the pod)", err)
+		}
+		return accessrecord.Record{}, err
 	}
 	recs, err := accessrecord.Decode(strings.NewReader(out), ref)
 	if err != nil {
@@ -239,7 +246,10 @@ func (r *Reader) Records(ctx context.Context, pods []corev1.Pod) (records []acce
 		records = append(records, rec)
 	}
 	if len(records) == 0 {
-		return nil, nil, errors.Join(skipped...)
+		if len(skipped) == 1 {
+			return nil, nil, skipped[0]
+		}
+		return nil, nil, fmt.Errorf("none of the %d pods could be read:\n%w", len(pods), errors.Join(skipped...))
 	}
 	return records, skipped, nil
 }

@@ -187,3 +187,17 @@ func kubectl(t *testing.T, kubeconfigPath string, stdin []byte, args ...string) 
 	}
 	return string(out)
 }
+
+// waitFor polls cond, bounded, until it holds; what it last said is in the failure.
+func waitFor(t *testing.T, cond func() (bool, string)) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		ok, s := cond()
+		last = s
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("%v; last: %s", err, last)
+	}
+}
