@@ -206,6 +206,9 @@ func (r *Reader) Record(ctx context.Context, pod *corev1.Pod) (accessrecord.Reco
 	if len(recs) != 1 {
 		return accessrecord.Record{}, fmt.Errorf("%s: the sidecar printed %d records, want 1", ref, len(recs))
 	}
+	if recs[0].Pod == "" { // the sidecar knows its pod's name only from a pod-bound token
+		recs[0].Pod = pod.Name
+	}
 	return recs[0], nil
 }
 

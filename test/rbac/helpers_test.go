@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,10 +39,15 @@ func admin(t *testing.T) (*kubernetes.Clientset, *rest.Config) {
 	return cs, cfg
 }
 
-// namespace creates a namespace with a ServiceAccount "app" in it.
+// namespace creates a namespace named prefix-<random> (or exactly name, given as "=name") with
+// a ServiceAccount "app" in it.
 func namespace(t *testing.T, cs *kubernetes.Clientset, prefix string) string {
 	t.Helper()
-	ns, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	meta := metav1.ObjectMeta{GenerateName: prefix + "-"}
+	if name, exact := strings.CutPrefix(prefix, "="); exact {
+		meta = metav1.ObjectMeta{Name: name}
+	}
+	ns, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,12 +57,17 @@ func namespace(t *testing.T, cs *kubernetes.Clientset, prefix string) string {
 	return ns.Name
 }
 
-// token asks the TokenRequest API for a token of the ServiceAccount ns/sa.
-func token(t *testing.T, cs *kubernetes.Clientset, ns, sa string) string {
+// token asks the TokenRequest API for a token of the ServiceAccount ns/sa, bound to pod if
+// given, as the kubelet asks for a projected token.
+func token(t *testing.T, cs *kubernetes.Clientset, ns, sa string, pod ...*corev1.Pod) string {
 	t.Helper()
 	exp := int64(3600)
+	spec := authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}
+	if len(pod) > 0 {
+		spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod[0].Name, UID: pod[0].UID}
+	}
 	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), sa,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,8 @@ func runCalls(t *testing.T, cs *kubernetes.Clientset, ns string) map[string]erro
 func TestLeastPrivilegeProof(t *testing.T) {
 	cs, cfg := admin(t)
 	ctx := t.Context()
-	ns := namespace(t, cs, "rbac-proof")
+	// A fixed name, so that the README can show this test's output as it is.
+	ns := namespace(t, cs, "=shop")
 	adminKubeconfig := kubeconfig(t, cfg, ns)
 	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "app-config"}, Data: map[string]string{"k": "v"}},
 		metav1.CreateOptions{}); err != nil {
@@ -112,7 +113,14 @@ func TestLeastPrivilegeProof(t *testing.T) {
 	})
 	waitCan(t, cs, ns, "list", "secrets", true)
 
-	side := startSidecar(t, cfg, ns, token(t, cs, ns, "app"))
+	// The app's pod, as the API server holds it (no kubelet runs it here), so that the
+	// sidecar's token is bound to it as a projected token is, and names it.
+	pod, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0"}, Spec: corev1.PodSpec{
+		ServiceAccountName: "app", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	side := startSidecar(t, cfg, ns, token(t, cs, ns, "app", pod))
 	app := side.client(t)
 	if errs := runCalls(t, app, ns); len(errs) > 0 {
 		t.Fatalf("with the broad role, the app's calls failed: %v", errs)
@@ -124,6 +132,7 @@ func TestLeastPrivilegeProof(t *testing.T) {
 	if err := json.Unmarshal([]byte(rbacCommand(t, record, "-f", "-", "--compare", "-o", "json", "--kubeconfig="+adminKubeconfig)), &before); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("rbac -f - --compare printed:\n%s", rbacCommand(t, record, "-f", "-", "--compare", "--kubeconfig="+adminKubeconfig))
 	unused := before.ServiceAccounts[0].Unused
 	if unused == nil || !unused.Asked || len(unused.Namespaces) == 0 || unused.Namespaces[0].Namespace != ns {
 		t.Fatalf("--compare: %+v, want an answer for namespace %s", unused, ns)
@@ -249,7 +258,7 @@ func readRecord(t *testing.T, s *sidecar, ns string) []byte {
 		ts, _ := time.Parse(time.RFC3339, now)
 		return accessrecord.Request{Verb: verb, Resource: resource, Namespace: namespace, NonResourceURL: url, Outcome: accessrecord.Allowed, Count: 1, LastSeen: ts}
 	}
-	rec := accessrecord.Record{APIVersion: accessrecord.APIVersion, Kind: accessrecord.Kind, Namespace: ns, ServiceAccount: "app", Pod: "app-0",
+	rec := accessrecord.Record{APIVersion: accessrecord.APIVersion, Kind: accessrecord.Kind, Namespace: ns, ServiceAccount: "app", Pod: "web-0",
 		Requests: []accessrecord.Request{req("list", "pods", ns, ""), req("get", "configmaps", ns, ""), req("create", "events", ns, ""),
 			req("watch", "pods", ns, ""), req("get", "", "", "/version"), req("list", "namespaces", "", "")}}
 	b, err := json.Marshal(rec)
