@@ -19,6 +19,7 @@ type ServiceAccount struct {
 	Name      string `json:"name"`
 }
 
+// String is "namespace/name".
 func (s ServiceAccount) String() string { return s.Namespace + "/" + s.Name }
 
 // Suggestion is the least-privilege RBAC for one ServiceAccount, from the records of its pods.
@@ -77,6 +78,12 @@ func compareVerbs(a, b string) int {
 	}
 	return strings.Compare(a, b)
 }
+
+// upgradeSubresources are the pod subresources whose WebSocket upgrade (a GET, verb get) the
+// API server also authorizes as create, by default since Kubernetes 1.35 (feature gate
+// AuthorizePodWebsocketUpgradeCreatePermission, https://github.com/kubernetes/kubernetes/issues/133515):
+// a rule with get alone would be denied.
+var upgradeSubresources = []string{"exec", "attach", "portforward"}
 
 // target is what one rule entry names: a resource (with its subresource as "pods/log") in an
 // API group, or a non-resource URL.
@@ -149,6 +156,9 @@ func Build(records []accessrecord.Record) []Suggestion {
 				tables[scope] = scopeTable{}
 			}
 			tables[scope].add(tg, q.Verb, q.Count)
+			if q.Verb == "get" && q.APIGroup == "" && q.Resource == "pods" && slices.Contains(upgradeSubresources, q.Subresource) {
+				tables[scope].add(tg, "create", 0)
+			}
 		}
 	}
 	out := make([]Suggestion, 0, len(accs))

@@ -144,6 +144,12 @@ func TestGrants(t *testing.T) {
 			req("create", "", "pods", "exec", "ns", accessrecord.Refused, 1), req("get", "", "services", "", "ns", accessrecord.Failed, 1)},
 		want: []Grant{{Namespace: "ns", Rules: []Rule{pr(s(""), s("services"), s("get"), 1)}}},
 	}, {
+		name: "a WebSocket exec, attach or port-forward (get) needs create too; a log (get) does not",
+		requests: []accessrecord.Request{req("get", "", "pods", "exec", "ns", ok, 2), req("get", "", "pods", "portforward", "ns", ok, 1),
+			req("get", "", "pods", "log", "ns", ok, 1), req("create", "", "pods", "attach", "ns", ok, 1)},
+		want: []Grant{{Namespace: "ns", Rules: []Rule{pr(s(""), s("pods/attach"), s("create"), 1),
+			pr(s(""), s("pods/exec", "pods/portforward"), s("get", "create"), 3), pr(s(""), s("pods/log"), s("get"), 1)}}},
+	}, {
 		name:     "no requests, no grants",
 		requests: nil,
 		want:     []Grant{},
