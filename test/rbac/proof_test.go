@@ -132,7 +132,12 @@ func TestLeastPrivilegeProof(t *testing.T) {
 	if err := json.Unmarshal([]byte(rbacCommand(t, record, "-f", "-", "--compare", "-o", "json", "--kubeconfig="+adminKubeconfig)), &before); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("rbac -f - --compare printed:\n%s", rbacCommand(t, record, "-f", "-", "--compare", "--kubeconfig="+adminKubeconfig))
+	compared := rbacCommand(t, record, "-f", "-", "--compare", "--kubeconfig="+adminKubeconfig)
+	t.Logf("rbac -f - --compare printed:\n%s", compared)
+	// The comment-only document that --compare adds still applies.
+	if out := kubectl(t, adminKubeconfig, []byte(compared), "apply", "--dry-run=server", "-f", "-"); strings.Count(out, "(server dry run)") != 4 {
+		t.Errorf("kubectl apply --dry-run=server of the --compare output printed:\n%s\nwant 4 objects", out)
+	}
 	unused := before.ServiceAccounts[0].Unused
 	if unused == nil || !unused.Asked || len(unused.Namespaces) == 0 || unused.Namespaces[0].Namespace != ns {
 		t.Fatalf("--compare: %+v, want an answer for namespace %s", unused, ns)
