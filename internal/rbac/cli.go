@@ -30,7 +30,7 @@ func Command(ctx context.Context, prog string, args []string, stdin io.Reader, s
 		timeout                                          time.Duration
 	)
 	for _, name := range []string{"filename", "f"} {
-		fs.StringVar(&file, name, "", "Read records from this file (\"-\" for standard input): what `api-proxy access -o json` printed, one or more, instead of asking the pods' sidecars.")
+		fs.StringVar(&file, name, "", "Read the records in `FILE` (\"-\" for standard input), what api-proxy access -o json printed (one or more), instead of asking the pods' sidecars.")
 	}
 	for _, name := range []string{"namespace", "n"} {
 		fs.StringVar(&namespace, name, "", "Namespace of the pod or workload. Default: the kubeconfig context's.")
@@ -46,7 +46,7 @@ func Command(ctx context.Context, prog string, args []string, stdin io.Reader, s
 		"Prints the least-privilege RBAC (a Role, a ClusterRole only where needed, and their bindings to the ServiceAccount)\n" +
 		"for what the api-proxy sidecar of a pod, or of every pod of a workload (deployment, statefulset, daemonset, replicaset,\n" +
 		"job), recorded, ready for kubectl apply -f -. Requests the API server denied are listed as rules in comments.\n" +
-		"Reading a sidecar runs `api-proxy access -o json` in it, as kubectl exec does (needs create on pods/exec).\n\n" +
+		"Reading a sidecar runs /api-proxy access -o json in it, as kubectl exec does (needs create on pods/exec).\n\n" +
 		"Examples:\n  " + prog + " -n shop deploy/web\n  " + prog + " -n shop web-7d9c5-abcde --compare\n" +
 		"  kubectl exec -n shop web-7d9c5-abcde -c api-proxy -- /api-proxy access -o json > web.json; " + prog + " -f web.json"
 	fs.Usage = cliflag.Usage(fs, synopsis)
