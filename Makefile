@@ -71,6 +71,7 @@ fuzz: ## Fuzz each target briefly (a fixed count of executions; FUZZTIME=5m to g
 	go test ./proxy -run '^$$' -fuzz '^FuzzFilterCheck$$' -fuzztime $(or $(FUZZTIME),30000x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzParseAuthority$$' -fuzztime $(or $(FUZZTIME),20000x)
 	go test ./internal/accessrecord -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(or $(FUZZTIME),20000x)
+	go test ./internal/rbac -run '^$$' -fuzz '^FuzzSuggest$$' -fuzztime $(or $(FUZZTIME),20000x)
 
 .PHONY: bench
 bench: ## Run the Go benchmarks with allocation counts (injector, patch path, admission handler against the null webhook, proxy handler).
