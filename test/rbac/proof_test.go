@@ -1,9 +1,11 @@
 package rbac_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -253,30 +255,48 @@ func waitCan(t *testing.T, cs *kubernetes.Clientset, ns, verb, resource string, 
 	}
 }
 
-// readRecord reads what the sidecar recorded.
-// TODO(access): run `api-proxy access -o json` against the sidecar once it exists; until then
-// the record is written by hand from the calls the app made.
+// readRecord reads what the sidecar recorded, running `api-proxy access -o json` beside it
+// as exec runs it inside the pod.
 func readRecord(t *testing.T, s *sidecar, ns string) []byte {
 	t.Helper()
-	now := time.Now().UTC().Format(time.RFC3339)
-	req := func(verb, resource, namespace, url string) accessrecord.Request {
-		ts, _ := time.Parse(time.RFC3339, now)
-		return accessrecord.Request{Verb: verb, Resource: resource, Namespace: namespace, NonResourceURL: url, Outcome: accessrecord.Allowed, Count: 1, LastSeen: ts}
+	cmd := exec.CommandContext(t.Context(), proxyBin, "access", "-o", "json", fmt.Sprintf("--port=%d", s.port))
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("api-proxy access: %v\n%s", err, errOut.String())
 	}
-	rec := accessrecord.Record{APIVersion: accessrecord.APIVersion, Kind: accessrecord.Kind, Namespace: ns, ServiceAccount: "app", Pod: "web-0",
-		Requests: []accessrecord.Request{req("list", "pods", ns, ""), req("get", "configmaps", ns, ""), req("create", "events", ns, ""),
-			req("watch", "pods", ns, ""), req("get", "", "", "/version"), req("list", "namespaces", "", "")}}
-	b, err := json.Marshal(rec)
+	t.Logf("api-proxy access -o json:\n%s", out)
+	return out
+}
+
+// checkRecordAfter checks the sidecar's record after the switch: the app's calls were never
+// denied, the two calls outside the set were, and rbac lists them as denied.
+func checkRecordAfter(t *testing.T, s *sidecar, ns string) {
+	t.Helper()
+	raw := readRecord(t, s, ns)
+	recs, err := accessrecord.Decode(bytes.NewReader(raw), "api-proxy access")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = s
-	return b
-}
-
-// checkRecordAfter checks the sidecar's record after the switch: no 403 for the app's calls,
-// the two calls outside the set counted as forbidden.
-func checkRecordAfter(t *testing.T, s *sidecar, ns string) {
-	t.Helper()
-	_ = fmt.Sprint(s, ns) // TODO(access): with the real record
+	forbidden := map[string]int64{}
+	for _, q := range recs[0].Requests {
+		if q.Outcome == accessrecord.Forbidden {
+			forbidden[q.Verb+" "+q.Resource] += q.Count
+		}
+	}
+	if diff := cmp.Diff(map[string]int64{"list secrets": 1, "delete configmaps": 1}, forbidden); diff != "" {
+		t.Errorf("403s in the record (-want +got):\n%s", diff)
+	}
+	var report rbac.Report
+	if err := json.Unmarshal([]byte(rbacCommand(t, raw, "-f", "-", "-o", "json")), &report); err != nil {
+		t.Fatal(err)
+	}
+	want := []rbac.Grant{{Namespace: ns, Rules: []rbac.Rule{
+		{PolicyRule: rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"delete"}}, Count: 1},
+		{PolicyRule: rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list"}}, Count: 1},
+	}}}
+	if diff := cmp.Diff(want, report.ServiceAccounts[0].Denied); diff != "" {
+		t.Errorf("denied rules (-want +got):\n%s", diff)
+	}
 }
