@@ -266,7 +266,13 @@ func readRecord(t *testing.T, s *sidecar, ns string) []byte {
 	if err != nil {
 		t.Fatalf("api-proxy access: %v\n%s", err, errOut.String())
 	}
-	t.Logf("api-proxy access -o json:\n%s", out)
+	recs, err := accessrecord.Decode(bytes.NewReader(out), "api-proxy access -o json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[0]; len(recs) != 1 || r.Namespace != ns || r.ServiceAccount != "app" || r.Pod != "web-0" {
+		t.Fatalf("api-proxy access printed %d records, the first for %s/%s in pod %q; want one, for %s/app in pod web-0", len(recs), r.Namespace, r.ServiceAccount, r.Pod, ns)
+	}
 	return out
 }
 
