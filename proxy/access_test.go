@@ -168,6 +168,55 @@ func TestAccountingBounds(t *testing.T) {
 	}
 }
 
+// TestAccessOutcomes checks the outcomes the envtest suite cannot provoke: a 401 that stands
+// after the token was re-read, an unreachable upstream, a path outside --api-prefix, and a
+// redirect, which is not an API request and is not recorded.
+func TestAccessOutcomes(t *testing.T) {
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/nodes" {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}), func(c *Config) { c.APIPrefix = "/api/" })
+	f.get("/api/v1/nodes")
+	f.get("/apis/apps/v1/deployments")
+	f.get("/api/v1/namespaces/a/../b/pods") // redirected to /api/v1/namespaces/b/pods
+	f.upstream.Close()
+	f.get("/api/v1/namespaces/a/configmaps")
+	reqs, other := f.srv.access.snapshot()
+	want := []AccessRequest{
+		{Verb: "list", Resource: "nodes", Outcome: OutcomeUnauthorized, Count: 1},
+		{Verb: "list", APIGroup: "apps", Resource: "deployments", Outcome: OutcomeRefused, Count: 1},
+		{Verb: "list", Resource: "configmaps", Namespace: "a", Outcome: OutcomeFailed, Count: 1},
+		{Verb: "list", Resource: "pods", Namespace: "b", Outcome: OutcomeAllowed, Count: 1},
+	}
+	if diff := cmp.Diff(want, reqs, cmpopts.IgnoreFields(AccessRequest{}, "LastSeen")); diff != "" || other != 0 {
+		t.Errorf("tuples, other %d (-want +got):\n%s", other, diff)
+	}
+}
+
+// FuzzTupleKey checks that a tuple's key decodes to the tuple, whatever bytes its fields hold.
+func FuzzTupleKey(f *testing.F) {
+	f.Add(true, "list", "", "pods", "", "default", "", uint8(0))
+	f.Add(false, "get", "", "", "", "", "/version", uint8(4))
+	f.Add(true, "get", "a\x00b", "r\x01", "s\xff", "n\x80\x01", "", uint8(2))
+	f.Fuzz(func(t *testing.T, res bool, verb, group, resource, sub, ns, p string, o uint8) {
+		o %= uint8(len(outcomes))
+		info := requestInfo{resource: res, verb: verb, apiGroup: group, resourceName: resource, subresource: sub, namespace: ns, path: p}
+		key, ok := appendTupleKey(nil, &info, outcome(o))
+		if !ok {
+			if n := len(verb) + len(group) + len(resource) + len(sub) + len(ns) + len(p); n <= maxTupleKey-20 {
+				t.Fatalf("a tuple of %d bytes does not fit", n)
+			}
+			return
+		}
+		got, ok := decodeTupleKey(string(key))
+		want := AccessRequest{Verb: verb, APIGroup: group, Resource: resource, Subresource: sub, Namespace: ns, NonResourceURL: p, Outcome: outcomes[o]}
+		if diff := cmp.Diff(want, got); !ok || diff != "" {
+			t.Errorf("decoded (ok %v) (-want +got):\n%s", ok, diff)
+		}
+	})
+}
+
 // TestAccessLog checks the opt-in access log: one JSON line per request with the tuple, the
 // code, the outcome, the latency and the user agent, and no credential.
 func TestAccessLog(t *testing.T) {
