@@ -70,6 +70,8 @@ fuzz: ## Fuzz each target briefly (a fixed count of executions; FUZZTIME=5m to g
 	go test ./internal/patch -run '^$$' -fuzz '^FuzzCreate$$' -fuzztime $(or $(FUZZTIME),300000x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzFilterCheck$$' -fuzztime $(or $(FUZZTIME),30000x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzParseAuthority$$' -fuzztime $(or $(FUZZTIME),20000x)
+	go test ./proxy -run '^$$' -fuzz '^FuzzRequestInfo$$' -fuzztime $(or $(FUZZTIME),30000x)
+	go test ./proxy -run '^$$' -fuzz '^FuzzTupleKey$$' -fuzztime $(or $(FUZZTIME),30000x)
 	go test ./internal/accessrecord -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(or $(FUZZTIME),20000x)
 	go test ./internal/rbac -run '^$$' -fuzz '^FuzzSuggest$$' -fuzztime $(or $(FUZZTIME),20000x)
 
