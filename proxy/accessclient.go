@@ -19,7 +19,7 @@ import (
 )
 
 // AccessCommand is the subcommand of api-proxy that prints the access record of the sidecar
-// running in the same container: `kubectl exec -c api-proxy <pod> -- api-proxy access`.
+// running in the same container: `kubectl exec -c api-proxy <pod> -- /api-proxy access`.
 const AccessCommand = "access"
 
 // FetchAccessRecord reads the access record from the proxy listening on addr (host:port).

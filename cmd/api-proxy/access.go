@@ -28,7 +28,7 @@ func access(args []string, stdout io.Writer) error {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: api-proxy %s [-o table|json] [--port=N]\n\n"+
 			"Prints what the app did through the sidecar: each verb, resource and outcome with its count.\n"+
-			"Run it in the sidecar: kubectl exec -c api-proxy <pod> -- api-proxy %s -o json\n\n", proxy.AccessCommand, proxy.AccessCommand)
+			"Run it in the sidecar: kubectl exec -c api-proxy <pod> -- /api-proxy %s -o json\n\n", proxy.AccessCommand, proxy.AccessCommand)
 		cliflag.PrintDefaults(fs.Output(), fs)
 	}
 	if err := fs.Parse(args); err != nil {
