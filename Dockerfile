@@ -14,6 +14,7 @@ FROM deps AS build-proxy
 ARG TARGETOS TARGETARCH VERSION=dev
 COPY cmd/api-proxy/ cmd/api-proxy/
 COPY proxy/ proxy/
+COPY internal/accessrecord/ internal/accessrecord/
 COPY internal/version/ internal/version/
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
     -ldflags "-s -w -X github.com/api-access-injector/api-access-injector/internal/version.Version=${VERSION}" \

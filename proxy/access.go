@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
 )
 
 // The access record: what the app did through the sidecar, as counters of request tuples
@@ -17,24 +19,8 @@ import (
 // no object name, no body, no header and no token. The same accounting feeds the metrics
 // (api_proxy_api_requests_total) and the explanation logged for each forbidden tuple.
 
-// Outcomes of a request, as the access record and the metrics name them.
-const (
-	// OutcomeAllowed: the API server answered, with neither 401 nor 403.
-	OutcomeAllowed = "allowed"
-	// OutcomeForbidden: the API server answered 403 (RBAC or another authorizer denied it).
-	OutcomeForbidden = "forbidden"
-	// OutcomeUnauthorized: the API server answered 401, after the proxy re-read the token.
-	OutcomeUnauthorized = "unauthorized"
-	// OutcomeRefused: the proxy refused the request itself (its filters, --read-only,
-	// --api-prefix, a shutdown in progress); it never reached the API server.
-	OutcomeRefused = "refused"
-	// OutcomeFailed: the API server could not be reached; the proxy answered 502 (or 503 when
-	// a shutdown cut the request before the API server answered).
-	OutcomeFailed = "failed"
-)
-
 // outcomes indexes the outcomes, in the order the key encoding uses.
-var outcomes = [...]string{OutcomeAllowed, OutcomeForbidden, OutcomeUnauthorized, OutcomeRefused, OutcomeFailed}
+var outcomes = [...]accessrecord.Outcome{accessrecord.Allowed, accessrecord.Forbidden, accessrecord.Unauthorized, accessrecord.Refused, accessrecord.Failed}
 
 type outcome uint8
 
@@ -46,7 +32,7 @@ const (
 	outcomeFailed
 )
 
-func (o outcome) String() string { return outcomes[o] }
+func (o outcome) String() string { return string(outcomes[o]) }
 
 // upstreamOutcome is the outcome of an answer from the API server.
 func upstreamOutcome(code int) outcome {
@@ -59,13 +45,6 @@ func upstreamOutcome(code int) outcome {
 	return outcomeAllowed
 }
 
-// AccessRecordAPIVersion and AccessRecordKind identify the JSON document served on
-// AccessRecordPath.
-const (
-	AccessRecordAPIVersion = "apiaccess.io/v1alpha1"
-	AccessRecordKind       = "AccessRecord"
-)
-
 // AccessRecordPath is where the API listener serves the access record, to clients on a
 // loopback address only. No Kubernetes API server serves a path that starts with /.apiaccess/,
 // and the proxy forwards none: every path under AccessRecordPrefix is answered by the proxy.
@@ -75,7 +54,7 @@ const (
 )
 
 // MaxAccessTuples bounds the distinct tuples the access record keeps; requests of further
-// tuples are counted in AccessRecord.OtherCount, and AccessRecord.Truncated says so.
+// tuples are counted in accessrecord.Record.OtherCount, and Truncated says so.
 const MaxAccessTuples = 10000
 
 // maxTupleKey bounds the encoded length of one tuple. Real names are short (a namespace, a
@@ -89,56 +68,6 @@ const maxSeries = 500
 
 // explainInterval is how often the explanation of one forbidden tuple is logged again.
 const explainInterval = time.Minute
-
-// AccessRecord is the JSON document served on AccessRecordPath and printed by
-// `api-proxy access -o json`.
-type AccessRecord struct {
-	// APIVersion is AccessRecordAPIVersion.
-	APIVersion string `json:"apiVersion"`
-	// Kind is AccessRecordKind.
-	Kind string `json:"kind"`
-	// Namespace is the pod's namespace.
-	Namespace string `json:"namespace"`
-	// ServiceAccount is the name of the pod's service account, from the token's claims.
-	ServiceAccount string `json:"serviceAccount"`
-	// Pod is the pod's name, from the token's claims; empty if the token is not bound to a pod.
-	Pod string `json:"pod"`
-	// Since is when the sidecar started recording (its start).
-	Since time.Time `json:"since"`
-	// Requests are the tuples seen, ordered by namespace, API group, resource, subresource,
-	// non-resource URL, verb and outcome.
-	Requests []AccessRequest `json:"requests"`
-	// OtherCount counts the requests not in Requests: those of tuples seen after
-	// MaxAccessTuples were recorded, and those whose tuple was too long to keep.
-	OtherCount uint64 `json:"otherCount"`
-	// Truncated is true when OtherCount is not 0: Requests is not the whole story.
-	Truncated bool `json:"truncated"`
-}
-
-// AccessRequest is one tuple of the access record and how often it was seen.
-type AccessRequest struct {
-	// Verb is the RBAC verb (get, list, watch, create, update, patch, delete,
-	// deletecollection, proxy) of a resource request, the lower-case HTTP method of a
-	// non-resource one.
-	Verb string `json:"verb"`
-	// APIGroup is the API group, "" for the core group.
-	APIGroup string `json:"apiGroup"`
-	// Resource is the resource (pods, deployments), "" for a non-resource request.
-	Resource string `json:"resource"`
-	// Subresource is the subresource (log, status, exec), if any.
-	Subresource string `json:"subresource"`
-	// Namespace is the namespace of a namespaced request, "" for a cluster-scoped one.
-	Namespace string `json:"namespace"`
-	// NonResourceURL is the path of a non-resource request (/version, /healthz); "" for a
-	// resource request.
-	NonResourceURL string `json:"nonResourceURL"`
-	// Outcome is one of the Outcome constants.
-	Outcome string `json:"outcome"`
-	// Count is the number of requests of this tuple with this outcome.
-	Count uint64 `json:"count"`
-	// LastSeen is when the last of them was answered.
-	LastSeen time.Time `json:"lastSeen"`
-}
 
 // tupleCount is the counter of one tuple.
 type tupleCount struct {
@@ -286,17 +215,17 @@ func appendTupleKey(b []byte, info *requestInfo, o outcome) ([]byte, bool) {
 }
 
 // decodeTupleKey is the inverse of appendTupleKey.
-func decodeTupleKey(k string) (AccessRequest, bool) {
+func decodeTupleKey(k string) (accessrecord.Request, bool) {
 	if len(k) < 2 || int(k[0]) >= len(outcomes) {
-		return AccessRequest{}, false
+		return accessrecord.Request{}, false
 	}
-	r := AccessRequest{Outcome: outcomes[k[0]]}
+	r := accessrecord.Request{Outcome: outcomes[k[0]]}
 	rest := k[2:]
 	var fields [6]string
 	for i := range fields {
 		n, w := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
 		if w <= 0 || uint64(len(rest)-w) < n {
-			return AccessRequest{}, false
+			return accessrecord.Request{}, false
 		}
 		fields[i], rest = rest[w:w+int(n)], rest[w+int(n):]
 	}
@@ -306,23 +235,23 @@ func decodeTupleKey(k string) (AccessRequest, bool) {
 }
 
 // snapshot returns the recorded tuples in a stable order, and the count of the others.
-func (a *accounting) snapshot() ([]AccessRequest, uint64) {
+func (a *accounting) snapshot() ([]accessrecord.Request, uint64) {
 	a.mu.RLock()
-	reqs := make([]AccessRequest, 0, len(a.tuples))
+	reqs := make([]accessrecord.Request, 0, len(a.tuples))
 	for k, t := range a.tuples {
 		r, ok := decodeTupleKey(k)
 		if !ok {
 			continue // cannot happen: every key was encoded by appendTupleKey
 		}
-		r.Count = t.n.Load()
+		r.Count = int64(t.n.Load())
 		r.LastSeen = time.Unix(0, t.lastSeen.Load()).UTC().Truncate(time.Second)
 		reqs = append(reqs, r)
 	}
 	a.mu.RUnlock()
-	slices.SortFunc(reqs, func(x, y AccessRequest) int {
+	slices.SortFunc(reqs, func(x, y accessrecord.Request) int {
 		for _, c := range [...][2]string{
 			{x.Namespace, y.Namespace}, {x.APIGroup, y.APIGroup}, {x.Resource, y.Resource},
-			{x.Subresource, y.Subresource}, {x.NonResourceURL, y.NonResourceURL}, {x.Verb, y.Verb}, {x.Outcome, y.Outcome},
+			{x.Subresource, y.Subresource}, {x.NonResourceURL, y.NonResourceURL}, {x.Verb, y.Verb}, {string(x.Outcome), string(y.Outcome)},
 		} {
 			if n := strings.Compare(c[0], c[1]); n != 0 {
 				return n

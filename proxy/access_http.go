@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
 )
 
 // exchange is the accounting state of one API request, carried in its context from ServeHTTP
@@ -122,21 +124,21 @@ func (s *Server) serveAccessRecord(w http.ResponseWriter, r *http.Request, urlPa
 }
 
 // AccessRecord returns what the proxy recorded so far.
-func (s *Server) AccessRecord() AccessRecord {
+func (s *Server) AccessRecord() accessrecord.Record {
 	reqs, other := s.access.snapshot()
 	ns, sa, pod := tokenIdentity(s.bearer())
 	if n := readNamespace(s.cfg.ServiceAccountDir); n != "" {
 		ns = n
 	}
-	return AccessRecord{
-		APIVersion:     AccessRecordAPIVersion,
-		Kind:           AccessRecordKind,
+	return accessrecord.Record{
+		APIVersion:     accessrecord.APIVersion,
+		Kind:           accessrecord.Kind,
 		Namespace:      ns,
 		ServiceAccount: sa,
 		Pod:            pod,
 		Since:          s.access.since.UTC().Truncate(time.Second),
 		Requests:       reqs,
-		OtherCount:     other,
+		OtherCount:     int64(other),
 		Truncated:      other > 0,
 	}
 }

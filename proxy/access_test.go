@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
@@ -56,8 +58,8 @@ func TestAccessRecordNeverForwarded(t *testing.T) {
 				t.Errorf("status %d %s, want %d", resp.StatusCode, body, tt.want)
 			}
 			if tt.want == 200 && tt.method == "GET" {
-				var rec AccessRecord
-				if err := json.Unmarshal([]byte(body), &rec); err != nil || rec.Kind != AccessRecordKind || rec.APIVersion != AccessRecordAPIVersion {
+				var rec accessrecord.Record
+				if err := json.Unmarshal([]byte(body), &rec); err != nil || rec.Kind != accessrecord.Kind || rec.APIVersion != accessrecord.APIVersion {
 					t.Errorf("not an access record (%v): %s", err, body)
 				}
 			}
@@ -145,7 +147,7 @@ func TestAccountingBounds(t *testing.T) {
 		a.record(&requestInfo{verb: "get", path: fmt.Sprintf("/p%d", i)}, outcomeAllowed, now)
 	}
 	reqs, other := a.snapshot()
-	want := []AccessRequest{
+	want := []accessrecord.Request{
 		{Verb: "list", Resource: "pods", Namespace: "a", Outcome: "allowed", Count: 4, LastSeen: now.Add(3 * time.Second)},
 		{Verb: "list", Resource: "pods", Namespace: "a", Outcome: "forbidden", Count: 1, LastSeen: now},
 		{Verb: "get", APIGroup: "x\x00\x01", Resource: "r/\xff", Namespace: "a\x00", Outcome: "refused", Count: 1, LastSeen: now},
@@ -183,13 +185,13 @@ func TestAccessOutcomes(t *testing.T) {
 	f.upstream.Close()
 	f.get("/api/v1/namespaces/a/configmaps")
 	reqs, other := f.srv.access.snapshot()
-	want := []AccessRequest{
-		{Verb: "list", Resource: "nodes", Outcome: OutcomeUnauthorized, Count: 1},
-		{Verb: "list", APIGroup: "apps", Resource: "deployments", Outcome: OutcomeRefused, Count: 1},
-		{Verb: "list", Resource: "configmaps", Namespace: "a", Outcome: OutcomeFailed, Count: 1},
-		{Verb: "list", Resource: "pods", Namespace: "b", Outcome: OutcomeAllowed, Count: 1},
+	want := []accessrecord.Request{
+		{Verb: "list", Resource: "nodes", Outcome: accessrecord.Unauthorized, Count: 1},
+		{Verb: "list", APIGroup: "apps", Resource: "deployments", Outcome: accessrecord.Refused, Count: 1},
+		{Verb: "list", Resource: "configmaps", Namespace: "a", Outcome: accessrecord.Failed, Count: 1},
+		{Verb: "list", Resource: "pods", Namespace: "b", Outcome: accessrecord.Allowed, Count: 1},
 	}
-	if diff := cmp.Diff(want, reqs, cmpopts.IgnoreFields(AccessRequest{}, "LastSeen")); diff != "" || other != 0 {
+	if diff := cmp.Diff(want, reqs, cmpopts.IgnoreFields(accessrecord.Request{}, "LastSeen")); diff != "" || other != 0 {
 		t.Errorf("tuples, other %d (-want +got):\n%s", other, diff)
 	}
 }
@@ -210,7 +212,7 @@ func FuzzTupleKey(f *testing.F) {
 			return
 		}
 		got, ok := decodeTupleKey(string(key))
-		want := AccessRequest{Verb: verb, APIGroup: group, Resource: resource, Subresource: sub, Namespace: ns, NonResourceURL: p, Outcome: outcomes[o]}
+		want := accessrecord.Request{Verb: verb, APIGroup: group, Resource: resource, Subresource: sub, Namespace: ns, NonResourceURL: p, Outcome: outcomes[o]}
 		if diff := cmp.Diff(want, got); !ok || diff != "" {
 			t.Errorf("decoded (ok %v) (-want +got):\n%s", ok, diff)
 		}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
 )
 
 // AccessCommand is the subcommand of api-proxy that prints the access record of the sidecar
@@ -23,7 +25,7 @@ import (
 const AccessCommand = "access"
 
 // FetchAccessRecord reads the access record from the proxy listening on addr (host:port).
-func FetchAccessRecord(ctx context.Context, addr string) (*AccessRecord, error) {
+func FetchAccessRecord(ctx context.Context, addr string) (*accessrecord.Record, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+AccessRecordPath, nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading the access record from %s: %w", addr, err)
@@ -42,18 +44,18 @@ func FetchAccessRecord(ctx context.Context, addr string) (*AccessRecord, error) 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("reading the access record from %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
 	}
-	var rec AccessRecord
+	var rec accessrecord.Record
 	if err := json.Unmarshal(body, &rec); err != nil {
 		return nil, fmt.Errorf("decoding the access record from %s: %w", addr, err)
 	}
-	if rec.APIVersion != AccessRecordAPIVersion || rec.Kind != AccessRecordKind {
+	if rec.APIVersion != accessrecord.APIVersion || rec.Kind != accessrecord.Kind {
 		return nil, fmt.Errorf("%s answered %s with apiVersion %q kind %q, not an api-proxy access record", addr, AccessRecordPath, rec.APIVersion, rec.Kind)
 	}
 	return &rec, nil
 }
 
 // WriteAccessTable writes the record for a person: one line per tuple.
-func WriteAccessTable(w io.Writer, rec *AccessRecord) error {
+func WriteAccessTable(w io.Writer, rec *accessrecord.Record) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "# pod %s/%s  serviceAccount %s  since %s\n", rec.Namespace, rec.Pod, rec.ServiceAccount, rec.Since.Format(time.RFC3339))
 	fmt.Fprintln(tw, "OUTCOME\tVERB\tAPIGROUP\tRESOURCE\tNAMESPACE\tCOUNT\tLAST SEEN")

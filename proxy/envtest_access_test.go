@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/common/expfmt"
@@ -74,7 +76,7 @@ func TestEnvtestAccessRecord(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("GET %s: %d %s", AccessRecordPath, code, body)
 	}
-	var rec AccessRecord
+	var rec accessrecord.Record
 	if err := json.Unmarshal([]byte(body), &rec); err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +88,10 @@ func TestEnvtestAccessRecord(t *testing.T) {
 			t.Errorf("%+v: lastSeen not in the test's time", r)
 		}
 	}
-	want := AccessRecord{
-		APIVersion: AccessRecordAPIVersion, Kind: AccessRecordKind,
+	want := accessrecord.Record{
+		APIVersion: accessrecord.APIVersion, Kind: accessrecord.Kind,
 		Namespace: e.ns, ServiceAccount: "app", Pod: pod.Name,
-		Requests: []AccessRequest{
+		Requests: []accessrecord.Request{
 			{Verb: "get", NonResourceURL: "/version", Outcome: "allowed", Count: 1},
 			{Verb: "create", Resource: "configmaps", Namespace: e.ns, Outcome: "refused", Count: 1},
 			{Verb: "get", Resource: "pods", Namespace: e.ns, Outcome: "allowed", Count: 1},
@@ -98,7 +100,7 @@ func TestEnvtestAccessRecord(t *testing.T) {
 			{Verb: "get", Resource: "secrets", Namespace: e.ns, Outcome: "forbidden", Count: 1},
 		},
 	}
-	if diff := cmp.Diff(want, rec, cmpopts.IgnoreFields(AccessRecord{}, "Since"), cmpopts.IgnoreFields(AccessRequest{}, "LastSeen")); diff != "" {
+	if diff := cmp.Diff(want, rec, cmpopts.IgnoreFields(accessrecord.Record{}, "Since"), cmpopts.IgnoreFields(accessrecord.Request{}, "LastSeen")); diff != "" {
 		t.Errorf("access record (-want +got):\n%s", diff)
 	}
 

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -85,15 +87,15 @@ func TestAccessCommand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("api-proxy %q: %v %s", args, err, stderrOf(err))
 		}
-		var rec proxy.AccessRecord
+		var rec accessrecord.Record
 		if err := json.Unmarshal(out, &rec); err != nil {
 			t.Fatalf("api-proxy %q printed no record (%v):\n%s", args, err, out)
 		}
-		want := proxy.AccessRecord{APIVersion: proxy.AccessRecordAPIVersion, Kind: proxy.AccessRecordKind,
+		want := accessrecord.Record{APIVersion: accessrecord.APIVersion, Kind: accessrecord.Kind,
 			Namespace: "team-a", ServiceAccount: "app", Pod: "app-7d9f",
-			Requests: []proxy.AccessRequest{{Verb: "list", Resource: "pods", Namespace: "team-a", Outcome: proxy.OutcomeAllowed, Count: 1}}}
-		if diff := cmp.Diff(want, rec, cmpopts.IgnoreFields(proxy.AccessRecord{}, "Since"),
-			cmpopts.IgnoreFields(proxy.AccessRequest{}, "LastSeen")); diff != "" {
+			Requests: []accessrecord.Request{{Verb: "list", Resource: "pods", Namespace: "team-a", Outcome: accessrecord.Allowed, Count: 1}}}
+		if diff := cmp.Diff(want, rec, cmpopts.IgnoreFields(accessrecord.Record{}, "Since"),
+			cmpopts.IgnoreFields(accessrecord.Request{}, "LastSeen")); diff != "" {
 			t.Errorf("api-proxy %q (-want +got):\n%s", args, diff)
 		}
 	}
