@@ -67,7 +67,7 @@ test: verify vet envtest helm promtool clients ## Run every test: unit, envtest 
 fuzz: ## Fuzz each target briefly (a fixed count of executions; FUZZTIME=5m to go longer).
 	go test ./injector -run '^$$' -fuzz '^FuzzParseOptions$$' -fuzztime $(or $(FUZZTIME),30000x)
 	go test ./webhook -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(or $(FUZZTIME),5000x)
-	go test ./internal/patch -run '^$$' -fuzz '^FuzzCreate$$' -fuzztime $(or $(FUZZTIME),300000x)
+	go test ./injector/patch -run '^$$' -fuzz '^FuzzDiff$$' -fuzztime $(or $(FUZZTIME),300000x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzFilterCheck$$' -fuzztime $(or $(FUZZTIME),30000x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzParseAuthority$$' -fuzztime $(or $(FUZZTIME),20000x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzRequestInfo$$' -fuzztime $(or $(FUZZTIME),30000x)
@@ -77,7 +77,7 @@ fuzz: ## Fuzz each target briefly (a fixed count of executions; FUZZTIME=5m to g
 
 .PHONY: bench
 bench: ## Run the Go benchmarks with allocation counts (injector, patch path, admission handler against the null webhook, proxy handler).
-	go test -run '^$$' -bench . -benchmem ./injector ./internal/patch ./webhook ./proxy
+	go test -run '^$$' -bench . -benchmem ./injector ./injector/patch ./webhook ./proxy
 
 # LOAD_FLAGS are extra flags of hack/webhookload, e.g. -baseline=OTHER-BINARY -rounds=5 -duration=20s.
 LOAD_FLAGS ?=

@@ -19,7 +19,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/api-access-injector/api-access-injector/injector"
-	"github.com/api-access-injector/api-access-injector/internal/patch"
+	"github.com/api-access-injector/api-access-injector/injector/patch"
 )
 
 // Paths the webhook serves, one per namespace mode. The webhook configuration's entries

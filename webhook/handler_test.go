@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/api-access-injector/api-access-injector/injector"
-	"github.com/api-access-injector/api-access-injector/internal/patch"
+	"github.com/api-access-injector/api-access-injector/injector/patch"
 )
 
 const testUID = "8d3b5d5e-0000-4000-8000-000000000001"
@@ -375,7 +375,7 @@ func FuzzHandle(f *testing.F) {
 			}
 			a, _ := json.Marshal(&original)
 			b, _ := json.Marshal(modified)
-			ops, err := patch.Create(a, b)
+			ops, err := patch.Diff(a, b)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/api-access-injector/api-access-injector/internal/patch"
+	"github.com/api-access-injector/api-access-injector/injector/patch"
 )
 
 // The AdmissionReview versions the handler reads and answers in: the one it was asked in.

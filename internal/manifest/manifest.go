@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/api-access-injector/api-access-injector/injector"
-	"github.com/api-access-injector/api-access-injector/internal/patch"
+	"github.com/api-access-injector/api-access-injector/injector/patch"
 )
 
 // templatePaths gives, by apiVersion group and kind, where an object keeps its pod template
@@ -225,7 +225,7 @@ func injectObject(raw []byte, obj map[string]any, opts Options) ([]byte, []strin
 	if err != nil {
 		return nil, warnings, err
 	}
-	ops, err := patch.Create(original, mutated)
+	ops, err := patch.Diff(original, mutated)
 	if err != nil {
 		return nil, warnings, err
 	}

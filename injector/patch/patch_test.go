@@ -9,10 +9,10 @@ import (
 	sigsjson "sigs.k8s.io/json"
 )
 
-// apply applies Create(original, modified) to target and returns the result decoded.
+// apply applies Diff(original, modified) to target and returns the result decoded.
 func apply(t *testing.T, original, modified, target string) any {
 	t.Helper()
-	ops, err := Create([]byte(original), []byte(modified))
+	ops, err := Diff([]byte(original), []byte(modified))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func decode(t *testing.T, s string) any {
 	return v
 }
 
-func TestCreate(t *testing.T) {
+func TestDiff(t *testing.T) {
 	tests := []struct{ name, a, b string }{
 		{"nothing changes", `{"a":[1,2],"b":{"c":"d"}}`, `{"a":[1,2],"b":{"c":"d"}}`},
 		{"add, remove, replace keys", `{"a":1,"b":2,"n":null}`, `{"b":3,"c":{"d":[1]},"n":null}`},
@@ -69,9 +69,9 @@ func TestUnknownFieldsStayInTheirElement(t *testing.T) {
 	}
 }
 
-// FuzzCreate checks Create on any two JSON objects, and where both are pods, that the patch a
+// FuzzDiff checks Diff on any two JSON objects, and where both are pods, that the patch a
 // Snapshot derives agrees with it. It also checks AppendJSONString on both inputs.
-func FuzzCreate(f *testing.F) {
+func FuzzDiff(f *testing.F) {
 	f.Add(`{"l":[{"name":"a"}]}`, `{"l":[{"name":"b"},{"name":"a","x":1}]}`)
 	f.Add(`[1,{"a":2}]`, `{"a":[null,true,"s"]}`)
 	f.Add(`{"metadata":{"annotations":{"a":"1"}},"spec":{"containers":[{"name":"a","env":[{"name":"X"}]}]}}`,

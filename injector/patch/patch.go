@@ -1,13 +1,3 @@
-// Package patch computes the JSON patch (RFC 6902) between two JSON documents, matching the
-// elements of Kubernetes "named lists" (containers, volumes, env, volumeMounts, ...) by name.
-//
-// A diff that compares arrays index by index, as general-purpose JSON diffs do, turns the
-// insertion of an element at the front of a list into a field-by-field rewrite of every
-// element after it. The API server applies the patch to its own copy of the object, which may
-// hold fields this binary's types do not know: those fields would then stay at the old index
-// and end up in the wrong container. Matching by name yields one "add" at the right index and
-// leaves every other element, with whatever fields it has, where it was.
-// (https://github.com/Azure/azure-workload-identity/issues/1312 is the same class of bug.)
 package patch
 
 import (
@@ -21,8 +11,11 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 )
 
-// Create returns the operations that turn original into modified.
-func Create(original, modified []byte) ([]jsonpatch.Operation, error) {
+// Diff returns the operations that turn the JSON document original into modified, named
+// lists matched by name. It is the whole-document reference that the patches of a [Snapshot]
+// are checked against in tests and fuzzing, and the fallback a Snapshot uses for the parts of
+// a pod it does not compare on its own; pods are patched through a Snapshot.
+func Diff(original, modified []byte) ([]jsonpatch.Operation, error) {
 	var a, b any
 	if err := json.Unmarshal(original, &a); err != nil {
 		return nil, fmt.Errorf("decoding original: %w", err)

@@ -89,15 +89,15 @@ func derive(t *testing.T, s *Snapshot, pod *corev1.Pod, mutate func(*corev1.Pod)
 }
 
 // checkEquivalent: applied to doc, the document the pod came from, the derived patch and
-// Create give the same result; and applied to the original's own JSON, the modified pod.
+// Diff give the same result; and applied to the original's own JSON, the modified pod.
 func checkEquivalent(t *testing.T, doc, before, after, derived []byte) {
 	t.Helper()
-	slow, err := Create(before, after)
+	slow, err := Diff(before, after)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(applyOps(t, doc, slow), applyRaw(t, doc, derived)); diff != "" {
-		t.Errorf("the derived patch and Create differ on the document (-Create +derived):\n%s\npatch: %s", diff, derived)
+		t.Errorf("the derived patch and Diff differ on the document (-Diff +derived):\n%s\npatch: %s", diff, derived)
 	}
 	var want any
 	if err := json.Unmarshal(after, &want); err != nil {
@@ -108,10 +108,10 @@ func checkEquivalent(t *testing.T, doc, before, after, derived []byte) {
 	}
 }
 
-// TestSnapshotMatchesCreateOnInjections runs the injector in place, as the webhook does, on
+// TestSnapshotMatchesDiffOnInjections runs the injector in place, as the webhook does, on
 // every golden input, then once more with another port (changes inside kept elements), with
 // one Snapshot reused throughout.
-func TestSnapshotMatchesCreateOnInjections(t *testing.T) {
+func TestSnapshotMatchesDiffOnInjections(t *testing.T) {
 	inj, err := injector.New(injector.Config{Sidecar: injector.SidecarConfig{Image: "registry.example.com/api-proxy:test"}})
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +313,7 @@ func BenchmarkPatchWholeDocument(b *testing.B) {
 		_ = original.DeepCopy()
 		ja, _ := json.Marshal(&s.pod)
 		jb, _ := json.Marshal(pod)
-		ops, err := Create(ja, jb)
+		ops, err := Diff(ja, jb)
 		if err != nil {
 			b.Fatal(err)
 		}

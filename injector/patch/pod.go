@@ -24,7 +24,7 @@ import (
 // The contract this relies on, which the injector keeps: a mutation writes in place only into
 // the parts listed above, and replaces anything else by assigning a new value, never by writing
 // through a pointer, slice or map it shares with the original (c.SecurityContext = new, never
-// c.SecurityContext.RunAsUser = x). The tests check the result against Create, the whole-
+// c.SecurityContext.RunAsUser = x). The tests check the result against Diff, the whole-
 // document diff, on every golden file and fuzz input.
 //
 // The zero Snapshot is ready to use; one Snapshot serves one pod at a time and may be reused.
@@ -119,7 +119,7 @@ func (s *Snapshot) Reset() {
 // AppendPatch appends to dst the JSON patch (an array of operations) that turns the pod as it
 // was when Take was called into modified, which is that pod changed in place, and returns it
 // with the number of operations. Applied to the same document, it gives the same result as
-// Create on the two pods' JSON.
+// Diff on the two pods' JSON.
 func (s *Snapshot) AppendPatch(dst []byte, modified *corev1.Pod) ([]byte, int, error) {
 	w := &s.w
 	w.reset(append(dst, '['))
@@ -197,7 +197,7 @@ func (s *Snapshot) whole(a, b *corev1.Pod) error {
 	if err != nil {
 		return err
 	}
-	ops, err := Create(ja, jb)
+	ops, err := Diff(ja, jb)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func (s *Snapshot) diffAnnotations(a, b map[string]string) error {
 		w.noValue()
 		return nil
 	}
-	// Operations in key order, as Create writes them.
+	// Operations in key order, as Diff writes them.
 	s.keys = s.keys[:0]
 	for k := range a {
 		if _, ok := b[k]; !ok {
