@@ -1,29 +1,48 @@
 // Package manifest applies the injector to Kubernetes manifests offline: Pods and the pod
-// templates of workloads, in multi-document YAML, by the same rules as the admission webhook.
+// templates of workloads, in multi-document YAML, by the same rules as the admission webhook,
+// and takes such an injection back out.
 //
-// Each document is changed by a JSON patch computed the way the webhook computes it, so
-// fields the injector's types do not know, and the objects it does not handle, come out
-// unchanged.
+// Each pod is decoded exactly as the webhook decodes it (the manifest turned into JSON as
+// kubectl does, then case-sensitive field names and integers kept exact), mutated by the
+// injector, and its patch derived by the same injector/patch Snapshot the webhook uses. The
+// patch is then applied to the manifest's own text, node by node (see editor): comments,
+// blank lines, key order, quoting and fields the injector's types do not know stay as they
+// were, byte for byte, outside the nodes the patch adds or changes; documents, List items and
+// objects with nothing to inject come out unchanged.
+//
+// So that committed manifests do not change when only the injector's version does, the status
+// annotation of an offline injection records the version "offline" (OfflineVersion), and
+// each injected pod template carries one comment line (the uninject record) from which
+// Uninject restores the manifest's text exactly.
 package manifest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 
 	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/injector/patch"
 )
+
+// OfflineVersion is the injector version that offline injection records in the status
+// annotation, in place of the binary's own: the output then depends on the manifest and the
+// configuration only, and an upgrade of the injector gives no diff in committed manifests
+// (the sidecar image does change when it follows the release; pin it with --sidecar-image
+// or the configuration file for output that never moves). The webhook recognises the
+// injection by the rest of the status (sidecar, volumes), whatever the version says, and
+// writes its own version when it re-injects the pod at admission.
+const OfflineVersion = "offline"
 
 // templatePaths gives, by apiVersion group and kind, where an object keeps its pod template
 // (as JSON pointer tokens); "" is the object itself.
@@ -40,7 +59,7 @@ var templatePaths = map[string][]string{
 
 // Options tell Inject how to treat the documents.
 type Options struct {
-	// Injector does the mutation.
+	// Injector does the mutation. Its configured version is replaced by OfflineVersion.
 	Injector *injector.Injector
 	// Mode stands in for the namespace label of every document's namespace.
 	Mode injector.NamespaceMode
@@ -48,124 +67,167 @@ type Options struct {
 	Namespace string
 }
 
-// Inject reads YAML documents from r and writes them to w, injected where the rules say so.
-// The items of a List (kind List, as `kubectl get -o yaml` writes, or a typed list such as
-// PodList whose items name their kind) are injected one by one.
+// Inject reads YAML documents from r and writes them to w, injected where the rules say so
+// (see InjectBytes).
 //
 // It is all or nothing: the output is written to w only once every document has been
 // injected, so that a refusal (an error that names the object) leaves w untouched. A pipe
 // into `kubectl apply -f -` then applies nothing rather than the documents before the refused
 // one. Warnings are returned either way.
 func Inject(r io.Reader, w io.Writer, opts Options) (warnings []string, err error) {
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
-	var out bytes.Buffer
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return warnings, fmt.Errorf("reading YAML: %w", err)
-		}
-		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-			continue
-		}
-		injected, warns, err := injectDocument(doc, opts)
-		warnings = append(warnings, warns...)
-		if err != nil {
-			return warnings, err
-		}
-		if out.Len() > 0 {
-			out.WriteString("---\n")
-		}
-		out.Write(injected)
+	src, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading YAML: %w", err)
 	}
-	if _, err := w.Write(out.Bytes()); err != nil {
+	out, warnings, err := InjectBytes(src, opts)
+	if err != nil {
+		return warnings, err
+	}
+	if _, err := w.Write(out); err != nil {
 		return warnings, fmt.Errorf("writing the injected manifests: %w", err)
 	}
 	return warnings, nil
 }
 
-// injectDocument injects one YAML document: an object, or a list of objects. A document with
-// nothing to inject comes back as it was, comments and layout included.
-func injectDocument(doc []byte, opts Options) ([]byte, []string, error) {
-	raw, err := yaml.YAMLToJSON(doc)
+// InjectBytes injects the YAML documents of src and returns the whole text. The items of a
+// List (kind List, as `kubectl get -o yaml` writes, or a typed list such as PodList whose
+// items name their kind) are injected one by one. Everything the injection does not change
+// is returned byte for byte: a text with nothing to inject comes back identical.
+func InjectBytes(src []byte, opts Options) ([]byte, []string, error) {
+	cfg := opts.Injector.Config()
+	cfg.Version = OfflineVersion
+	inj, err := injector.New(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parsing YAML document: %w", err)
+		return nil, nil, err
 	}
-	var obj map[string]any
-	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
-		return doc, nil, nil // not an object: pass it through untouched
-	}
-	items, isList := listItems(obj)
-	if !isList {
-		patched, warnings, err := injectObject(raw, obj, opts)
-		if err != nil || patched == nil {
-			return doc, warnings, err
-		}
-		out, err := yaml.JSONToYAML(patched)
-		return out, warnings, err
-	}
+	opts.Injector = inj
+	var out bytes.Buffer
 	var warnings []string
-	changed := false
-	for i, item := range items {
-		m, ok := item.(map[string]any)
-		if !ok {
-			continue
-		}
-		itemRaw, err := json.Marshal(m)
+	for i, seg := range segments(src) {
+		injected, warns, err := injectDocument(seg, opts)
+		warnings = append(warnings, warns...)
 		if err != nil {
-			return nil, warnings, err
+			return nil, warnings, documentError(i, err)
 		}
-		patched, warns, err := injectObject(itemRaw, m, opts)
-		for _, w := range warns {
-			warnings = append(warnings, fmt.Sprintf("%s items[%d]: %s", obj["kind"], i, w))
-		}
-		if err != nil {
-			return nil, warnings, fmt.Errorf("%s items[%d]: %w", obj["kind"], i, err)
-		}
-		if patched == nil {
-			continue
-		}
-		var v any
-		if err := json.Unmarshal(patched, &v); err != nil {
-			return nil, warnings, err
-		}
-		items[i] = v
-		changed = true
+		out.Write(injected)
 	}
-	if !changed {
-		return doc, warnings, nil
-	}
-	obj["items"] = items
-	listJSON, err := json.Marshal(obj)
+	return out.Bytes(), warnings, nil
+}
+
+// Uninject reads YAML documents from r and writes them to w with the offline injections taken
+// back out (see UninjectBytes). Like Inject, it writes nothing when it fails.
+func Uninject(r io.Reader, w io.Writer) error {
+	src, err := io.ReadAll(r)
 	if err != nil {
+		return fmt.Errorf("reading YAML: %w", err)
+	}
+	out, err := UninjectBytes(src)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(out); err != nil {
+		return fmt.Errorf("writing the manifests: %w", err)
+	}
+	return nil
+}
+
+// UninjectBytes reverses InjectBytes: each pod template that carries an uninject record gets
+// back the text it had before it was first injected, comments and layout included; everything
+// else comes back byte for byte. A pod injected without a record (by the webhook, or edited
+// since in the parts the injection wrote) is an error that names it.
+func UninjectBytes(src []byte) ([]byte, error) {
+	var out bytes.Buffer
+	for i, seg := range segments(src) {
+		restored, err := uninjectDocument(seg)
+		if err != nil {
+			return nil, documentError(i, err)
+		}
+		out.Write(restored)
+	}
+	return out.Bytes(), nil
+}
+
+func documentError(i int, err error) error {
+	if errors.Is(err, errUnsupported) {
+		return fmt.Errorf("document %d: %w", i+1, err)
+	}
+	return err
+}
+
+// segments splits a YAML stream into its documents' texts, each with the "---" line that
+// opens it: joined again, they are the stream.
+func segments(src []byte) [][]byte {
+	var out [][]byte
+	start := 0
+	for o := 0; o < len(src); {
+		end := bytes.IndexByte(src[o:], '\n')
+		if end < 0 {
+			end = len(src)
+		} else {
+			end += o + 1
+		}
+		line := src[o:end]
+		if o > start && bytes.HasPrefix(line, []byte("---")) && (len(line) == 3 || strings.ContainsRune(" \t\r\n", rune(line[3]))) {
+			out = append(out, src[start:o])
+			start = o
+		}
+		o = end
+	}
+	return append(out, src[start:])
+}
+
+// target is a pod template in a document.
+type target struct {
+	tokens    []string // JSON pointer from the document's root
+	what      string   // "Kind namespace/name", for messages
+	namespace string   // the object's, or the default one
+	template  json.RawMessage
+}
+
+// targets finds the pod templates of a document (decoded as kubectl decodes YAML), and
+// returns the warnings about misplaced annotations.
+func targets(docJSON []byte, namespace string) ([]target, []string, error) {
+	var obj map[string]json.RawMessage
+	if sigsjson.UnmarshalCaseSensitivePreserveInts(docJSON, &obj) != nil || obj == nil {
+		return nil, nil, nil // not an object: passed through
+	}
+	kind := stringField(obj, "kind")
+	if rawItems, ok := obj["items"]; ok && strings.HasSuffix(kind, "List") {
+		var items []json.RawMessage
+		if sigsjson.UnmarshalCaseSensitivePreserveInts(rawItems, &items) != nil {
+			return nil, nil, nil
+		}
+		var out []target
+		var warnings []string
+		for i, item := range items {
+			var itemObj map[string]json.RawMessage
+			if sigsjson.UnmarshalCaseSensitivePreserveInts(item, &itemObj) != nil || itemObj == nil {
+				continue
+			}
+			t, warns, err := objectTarget(itemObj, namespace)
+			for _, w := range warns {
+				warnings = append(warnings, fmt.Sprintf("%s items[%d]: %s", kind, i, w))
+			}
+			if err != nil {
+				return nil, warnings, fmt.Errorf("%s items[%d]: %w", kind, i, err)
+			}
+			if t != nil {
+				t.tokens = append([]string{"items", fmt.Sprint(i)}, t.tokens...)
+				out = append(out, *t)
+			}
+		}
+		return out, warnings, nil
+	}
+	t, warnings, err := objectTarget(obj, namespace)
+	if t == nil || err != nil {
 		return nil, warnings, err
 	}
-	out, err := yaml.JSONToYAML(listJSON)
-	return out, warnings, err
+	return []target{*t}, warnings, nil
 }
 
-// listItems returns the items of a list document: kind List (apiVersion v1), or a kind ending
-// in List with an items array, as kubectl reads them
-// (https://kubernetes.io/docs/reference/using-api/api-concepts/#collections).
-func listItems(obj map[string]any) ([]any, bool) {
-	kind, _ := obj["kind"].(string)
-	if !strings.HasSuffix(kind, "List") {
-		return nil, false
-	}
-	items, ok := obj["items"].([]any)
-	if !ok && obj["items"] == nil && kind == "List" {
-		return nil, true // an empty List
-	}
-	return items, ok
-}
-
-// injectObject injects one object, raw being its JSON. It returns the injected JSON, or nil
-// when the object is not one the injector handles or is not injected.
-func injectObject(raw []byte, obj map[string]any, opts Options) ([]byte, []string, error) {
-	apiVersion, _ := obj["apiVersion"].(string)
-	kind, _ := obj["kind"].(string)
+// objectTarget returns the pod template of an object the injector handles, or nil.
+func objectTarget(obj map[string]json.RawMessage, defaultNamespace string) (*target, []string, error) {
+	apiVersion, kind := stringField(obj, "apiVersion"), stringField(obj, "kind")
 	group, _, _ := strings.Cut(apiVersion, "/")
 	if !strings.Contains(apiVersion, "/") {
 		group = ""
@@ -174,97 +236,278 @@ func injectObject(raw []byte, obj map[string]any, opts Options) ([]byte, []strin
 	if !ok {
 		return nil, nil, nil
 	}
-	meta, _ := obj["metadata"].(map[string]any)
-	name, _ := meta["name"].(string)
+	var meta struct {
+		Name         string            `json:"name"`
+		GenerateName string            `json:"generateName"`
+		Namespace    string            `json:"namespace"`
+		Annotations  map[string]string `json:"annotations"`
+	}
+	_ = sigsjson.UnmarshalCaseSensitivePreserveInts(obj["metadata"], &meta) // only for messages
+	name := meta.Name
 	if name == "" {
-		name, _ = meta["generateName"].(string)
+		name = meta.GenerateName
 	}
-	namespace, _ := meta["namespace"].(string)
+	namespace := meta.Namespace
 	if namespace == "" {
-		namespace = opts.Namespace
+		namespace = defaultNamespace
 	}
-	what := fmt.Sprintf("%s %s", kind, name)
+	t := &target{tokens: path, what: kind + " " + name, namespace: namespace}
 	if namespace != "" {
-		what = fmt.Sprintf("%s %s/%s", kind, namespace, name)
+		t.what = kind + " " + namespace + "/" + name
 	}
-
-	template, err := lookup(obj, path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", what, err)
-	}
-	var warnings []string
-	if len(path) > 0 {
-		if w := misplaced(obj, template, kind, strings.Join(path, ".")); w != "" {
-			warnings = append(warnings, what+": "+w)
+	raw := json.RawMessage(nil)
+	for i, token := range path {
+		var m map[string]json.RawMessage
+		if i == 0 {
+			m = obj
+		} else if sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &m) != nil || m == nil {
+			return nil, nil, fmt.Errorf("%s: %s: missing or not an object", t.what, strings.Join(path[:i], "."))
+		}
+		if raw, ok = m[token]; !ok {
+			return nil, nil, fmt.Errorf("%s: %s: missing or not an object", t.what, strings.Join(path[:i+1], "."))
 		}
 	}
+	if path == nil {
+		var err error
+		if raw, err = json.Marshal(obj); err != nil {
+			return nil, nil, err
+		}
+	}
+	t.template = raw
+	var warnings []string
+	if len(path) > 0 {
+		var tmpl struct {
+			Metadata struct {
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		if sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &tmpl) != nil {
+			return nil, nil, fmt.Errorf("%s: %s: missing or not an object", t.what, strings.Join(path, "."))
+		}
+		if w := misplaced(meta.Annotations, tmpl.Metadata.Annotations, kind, strings.Join(path, ".")); w != "" {
+			warnings = append(warnings, t.what+": "+w)
+		}
+	}
+	return t, warnings, nil
+}
 
-	templateJSON, err := json.Marshal(template)
+func stringField(obj map[string]json.RawMessage, key string) string {
+	var s string
+	_ = json.Unmarshal(obj[key], &s)
+	return s
+}
+
+// op is one operation of a JSON patch.
+type op struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	Value json.RawMessage `json:"value"`
+}
+
+// injectDocument injects the pod templates of one document's text.
+func injectDocument(seg []byte, opts Options) ([]byte, []string, error) {
+	docJSON, err := yaml.YAMLToJSON(seg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("parsing YAML document: %w", err)
 	}
+	pods, warnings, err := targets(docJSON, opts.Namespace)
+	if err != nil || len(pods) == 0 {
+		return seg, warnings, err
+	}
+	var ed *editor
+	var allOps []op
+	var snap patch.Snapshot
+	for _, t := range pods {
+		ops, warns, err := injectPod(&snap, t, opts)
+		warnings = append(warnings, warns...)
+		if err != nil {
+			return nil, warnings, err
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		if ed == nil {
+			if ed, err = newEditor(seg); err != nil {
+				return nil, warnings, fmt.Errorf("%s: %w", t.what, err)
+			}
+		}
+		if err := applyPod(ed, t, ops); err != nil {
+			return nil, warnings, fmt.Errorf("%s: writing the injection into the manifest: %w", t.what, err)
+		}
+		for _, o := range ops {
+			o.Path = pointer(t.tokens) + o.Path
+			allOps = append(allOps, o)
+		}
+	}
+	if ed == nil {
+		return seg, warnings, nil
+	}
+	// The text must decode, as kubectl decodes it, to what the patch gives: else it is not
+	// written at all.
+	if err := checkEdit(docJSON, ed.src, allOps); err != nil {
+		return nil, warnings, fmt.Errorf("%s: %w", pods[0].what, err)
+	}
+	return ed.src, warnings, nil
+}
+
+// injectPod decodes a pod template as the webhook decodes a pod, runs the injector on it and
+// returns the patch the Snapshot derives, relative to the template.
+func injectPod(snap *patch.Snapshot, t target, opts Options) ([]op, []string, error) {
 	var pod corev1.Pod
-	if err := json.Unmarshal(templateJSON, &pod); err != nil {
-		return nil, nil, fmt.Errorf("%s: decoding the pod: %w", what, err)
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(t.template, &pod); err != nil {
+		return nil, nil, fmt.Errorf("%s: decoding the pod: %w", t.what, err)
 	}
-	original, err := json.Marshal(&pod)
+	snap.Take(&pod)
+	defer snap.Reset()
+	res, err := opts.Injector.Mutate(injector.Namespace{Name: t.namespace, Mode: opts.Mode}, &pod)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: %w", t.what, err)
 	}
-	res, err := opts.Injector.Mutate(injector.Namespace{Name: namespace, Mode: opts.Mode}, &pod)
-	if err != nil {
-		return nil, warnings, fmt.Errorf("%s: %w", what, err)
-	}
+	var warnings []string
 	for _, w := range res.Warnings {
-		warnings = append(warnings, what+": "+w)
+		warnings = append(warnings, t.what+": "+w)
 	}
 	if !res.Inject {
 		return nil, warnings, nil
 	}
-	mutated, err := json.Marshal(&pod)
-	if err != nil {
+	raw, n, err := snap.AppendPatch(nil, &pod)
+	if err != nil || n == 0 {
 		return nil, warnings, err
 	}
-	ops, err := patch.Diff(original, mutated)
-	if err != nil {
+	var ops []op
+	if err := json.Unmarshal(raw, &ops); err != nil {
 		return nil, warnings, err
 	}
-	prefix := ""
-	for _, token := range path {
-		prefix += "/" + token
+	return ops, warnings, nil
+}
+
+// applyPod applies a pod's patch to its template in the editor's text and rewrites the
+// template's uninject record: the operations that undo this patch, then those of the record
+// it had.
+func applyPod(ed *editor, t target, ops []op) error {
+	old, err := takeRecord(ed, t.tokens)
+	if err != nil {
+		return err
 	}
-	if _, ok := template["metadata"]; !ok {
-		template["metadata"] = map[string]any{}
-		if raw, err = json.Marshal(obj); err != nil {
-			return nil, warnings, err
+	var undos []undo
+	for _, o := range ops {
+		tokens := append(slices.Clone(t.tokens), parsePointer(o.Path)...)
+		var u undo
+		switch o.Op {
+		case "add":
+			u, err = ed.add(tokens, o.Value)
+		case "replace":
+			u, err = ed.replace(tokens, o.Value)
+		case "remove":
+			u, err = ed.remove(tokens)
+		default:
+			err = fmt.Errorf("operation %q is not one the injector writes", o.Op)
 		}
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", o.Op, o.Path, err)
+		}
+		u.Path = strings.TrimPrefix(u.Path, pointer(t.tokens))
+		undos = append(undos, u)
 	}
-	for i := range ops {
-		ops[i].Path = prefix + ops[i].Path
-	}
+	slices.Reverse(undos)
+	return putRecord(ed, t.tokens, append(undos, old...))
+}
+
+// checkEdit checks that the edited text decodes to the original document with the operations
+// applied, both as kubectl reads YAML.
+func checkEdit(docJSON, edited []byte, ops []op) error {
 	opsJSON, err := json.Marshal(ops)
 	if err != nil {
-		return nil, warnings, err
+		return err
 	}
 	p, err := jsonpatchapply.DecodePatch(opsJSON)
 	if err != nil {
-		return nil, warnings, err
+		return err
 	}
-	patched, err := p.Apply(raw)
+	want, err := p.Apply(docJSON)
 	if err != nil {
-		return nil, warnings, fmt.Errorf("%s: applying the injection: %w", what, err)
+		return fmt.Errorf("applying the injection: %w", err)
 	}
-	return patched, warnings, nil
+	got, err := yaml.YAMLToJSON(edited)
+	if err != nil {
+		return fmt.Errorf("the injected text does not parse: %w", err)
+	}
+	var w, g any
+	if err := json.Unmarshal(want, &w); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(got, &g); err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(w, g) {
+		return fmt.Errorf("the injected text does not decode to the injected object: %w", errUnsupported)
+	}
+	return nil
+}
+
+// uninjectDocument takes the offline injections out of one document's text.
+func uninjectDocument(seg []byte) ([]byte, error) {
+	docJSON, err := yaml.YAMLToJSON(seg)
+	if err != nil {
+		return nil, fmt.Errorf("parsing YAML document: %w", err)
+	}
+	pods, _, err := targets(docJSON, "")
+	if err != nil || len(pods) == 0 {
+		return seg, err
+	}
+	var ed *editor
+	for _, t := range slices.Backward(pods) {
+		var pod corev1.Pod
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(t.template, &pod); err != nil {
+			return nil, fmt.Errorf("%s: decoding the pod: %w", t.what, err)
+		}
+		if _, ok := pod.Annotations[injector.StatusAnnotation]; !ok {
+			continue
+		}
+		if ed == nil {
+			if ed, err = newEditor(seg); err != nil {
+				return nil, fmt.Errorf("%s: %w", t.what, err)
+			}
+		}
+		undos, err := takeRecord(ed, t.tokens)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.what, err)
+		}
+		if undos == nil {
+			return nil, fmt.Errorf("%s: it has the %s annotation but no uninject record (a line %q before its metadata): "+
+				"it was not injected by this command, or the record was removed", t.what, injector.StatusAnnotation, recordPrefix+"...")
+		}
+		for _, u := range undos {
+			u.Path = pointer(t.tokens) + u.Path
+			switch u.Op {
+			case "remove":
+				err = ed.delete(u)
+			case "replace":
+				err = ed.restore(u)
+			case "insert":
+				err = ed.insertText(u)
+			default:
+				err = fmt.Errorf("unknown operation %q", u.Op)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: uninject record: %s %s: %w (was the manifest edited since it was injected?)", t.what, u.Op, u.Path, err)
+			}
+		}
+	}
+	if ed == nil {
+		return seg, nil
+	}
+	return ed.src, nil
 }
 
 // misplaced warns about apiaccess.io/ annotations on a workload's own metadata that its pod
 // template lacks: there they have no effect
 // (https://github.com/Azure/azure-workload-identity/issues/525). The text is the one the
 // chart's workload-annotation-placement policy gives at apply; "" when there are none.
-func misplaced(obj, template map[string]any, kind, templatePath string) string {
+func misplaced(own, template map[string]string, kind, templatePath string) string {
 	var keys []string
-	for k := range annotations(obj) {
-		if _, inTemplate := annotations(template)[k]; strings.HasPrefix(k, injector.AnnotationPrefix) && !inTemplate {
+	for k := range own {
+		if _, inTemplate := template[k]; strings.HasPrefix(k, injector.AnnotationPrefix) && !inTemplate {
 			keys = append(keys, k)
 		}
 	}
@@ -277,34 +520,4 @@ func misplaced(obj, template map[string]any, kind, templatePath string) string {
 	}
 	return fmt.Sprintf("annotations %s are on the %s itself, where they have no effect; put them in %s.metadata.annotations",
 		strings.Join(keys, ", "), kind, templatePath)
-}
-
-// lookup walks obj along path to the pod template.
-func lookup(obj map[string]any, path []string) (map[string]any, error) {
-	cur := obj
-	for i, token := range path {
-		next, ok := cur[token].(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("%s: missing or not an object", strings.Join(path[:i+1], "."))
-		}
-		cur = next
-	}
-	return cur, nil
-}
-
-func annotations(obj map[string]any) map[string]any {
-	meta, _ := obj["metadata"].(map[string]any)
-	a, _ := meta["annotations"].(map[string]any)
-	return a
-}
-
-// stripComments drops comment-only lines, so that a document of comments counts as empty.
-func stripComments(doc []byte) []byte {
-	var out []byte
-	for line := range bytes.Lines(doc) {
-		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
-			out = append(out, line...)
-		}
-	}
-	return out
 }
