@@ -17,7 +17,8 @@ through an injected api-proxy sidecar.
 
 Usage:
   api-access-injector webhook [flags]       serve the mutating admission webhook
-  api-access-injector inject -f FILE|- [flags]  inject manifests offline, YAML to stdout
+  api-access-injector inject -f FILE|DIR|- [flags]
+                                            inject manifests offline (--uninject takes it out)
   api-access-injector explain (NAME | TYPE/NAME | -f FILE) [flags]
                                             say whether a pod would be injected, and why
   api-access-injector rbac (NAME | TYPE/NAME | -f FILE) [flags]

@@ -900,6 +900,18 @@ func toNode(value json.RawMessage) (*kyaml.Node, error) {
 	var unstyle func(*kyaml.Node)
 	unstyle = func(n *kyaml.Node) {
 		n.Style = 0
+		// The name first, as people write list elements: the patch encodes some values
+		// from maps, whose keys come sorted.
+		if n.Kind == kyaml.MappingNode {
+			for i := 2; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == "name" {
+					k, v := n.Content[i], n.Content[i+1]
+					copy(n.Content[2:i+2], n.Content[0:i])
+					n.Content[0], n.Content[1] = k, v
+					break
+				}
+			}
+		}
 		for _, c := range n.Content {
 			unstyle(c)
 		}
