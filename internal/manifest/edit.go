@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -432,6 +433,38 @@ type undo struct {
 	Index int    `json:"index,omitempty"`
 	Gap   int    `json:"gap,omitempty"`
 	Text  string `json:"text,omitempty"`
+	// Names are, for a remove, the names of the list elements the injection added there
+	// (the element's own, or those of a list it added whole): checked before removing, so
+	// that an element added since, which shifted the indices, is never taken for ours.
+	Names []string `json:"names,omitempty"`
+}
+
+// elementNames returns the name of a list element, or the names of a list's elements.
+func elementNames(n *kyaml.Node) []string {
+	name := func(m *kyaml.Node) (string, bool) {
+		if m.Kind != kyaml.MappingNode {
+			return "", false
+		}
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == "name" && m.Content[i+1].Kind == kyaml.ScalarNode {
+				return m.Content[i+1].Value, true
+			}
+		}
+		return "", false
+	}
+	if v, ok := name(n); ok {
+		return []string{v}
+	}
+	if n.Kind != kyaml.SequenceNode {
+		return nil
+	}
+	var out []string
+	for _, c := range n.Content {
+		if v, ok := name(c); ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // add sets the value at tokens (a JSON patch "add"): a new key of a mapping, an element
@@ -468,6 +501,16 @@ func (e *editor) add(tokens []string, value json.RawMessage) (undo, error) {
 		return undo{}, fmt.Errorf("%s: no such parent", pointer(tokens))
 	}
 	last := tokens[len(tokens)-1]
+	if parent.Style&kyaml.FlowStyle != 0 && len(parent.Content) == 0 && e.blockEntry(parent) {
+		// An empty [] or {} that is a block entry's value: the entry is written again as a
+		// block, which reads better than JSON in flow style.
+		if parent.Kind == kyaml.SequenceNode {
+			value = json.RawMessage("[" + string(value) + "]")
+		} else if value, err = json.Marshal(map[string]json.RawMessage{last: value}); err != nil {
+			return undo{}, err
+		}
+		return e.replace(tokens[:len(tokens)-1], value)
+	}
 	switch parent.Kind {
 	case kyaml.SequenceNode:
 		k, err := strconv.Atoi(last)
@@ -483,6 +526,12 @@ func (e *editor) add(tokens []string, value json.RawMessage) (undo, error) {
 		return e.addKey(tokens, parent, last, value)
 	}
 	return undo{}, fmt.Errorf("%s: the parent is not a mapping or a sequence", pointer(tokens))
+}
+
+// blockEntry reports whether n is the value of an entry of a block mapping.
+func (e *editor) blockEntry(n *kyaml.Node) bool {
+	p, ok := e.parents[n]
+	return ok && p.node.Kind == kyaml.MappingNode && p.node.Style&kyaml.FlowStyle == 0 && p.index%2 == 1
 }
 
 // addKey appends key: value to mapping m, at tokens.
@@ -680,7 +729,15 @@ func (e *editor) remove(tokens []string) (undo, error) {
 	if p.node.Kind == kyaml.MappingNode {
 		u.Index = p.index / 2
 	}
-	if len(p.node.Content) <= 2 && p.node.Kind == kyaml.MappingNode || len(p.node.Content) <= 1 {
+	if (len(p.node.Content) <= 2 && p.node.Kind == kyaml.MappingNode || len(p.node.Content) <= 1) && p.node.Style&kyaml.FlowStyle == 0 {
+		// The block collection becomes empty: written [] or {} in its entry.
+		if e.blockEntry(p.node) {
+			empty := "[]"
+			if p.node.Kind == kyaml.MappingNode {
+				empty = "{}"
+			}
+			return e.replace(tokens[:len(tokens)-1], json.RawMessage(empty))
+		}
 		return u, fmt.Errorf("%s: %w (the last entry of its collection)", pointer(tokens), errUnsupported)
 	}
 	if p.node.Style&kyaml.FlowStyle != 0 {
@@ -727,10 +784,7 @@ func (e *editor) remove(tokens []string) (undo, error) {
 	if p.node.Kind == kyaml.MappingNode {
 		step = 2
 	}
-	if before := p.index - step; before >= 0 {
-		if p.node.Kind == kyaml.MappingNode {
-			before++ // the previous entry's value
-		}
+	if before := p.index - step; before >= 0 { // the previous element, or entry's value
 		if prevEnd, err = e.blockEnd(p.node.Content[before], e.offset(p.node.Content[before])); err != nil {
 			return u, err
 		}
@@ -830,6 +884,9 @@ func (e *editor) delete(u undo) error {
 	}
 	if node == nil {
 		return fmt.Errorf("%s: no such node", u.Path)
+	}
+	if got := elementNames(node); !slices.Equal(got, u.Names) {
+		return fmt.Errorf("%s: holds %q, but the injection added %q there", u.Path, got, u.Names)
 	}
 	p, ok := e.parents[node]
 	if !ok {

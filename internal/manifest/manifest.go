@@ -182,6 +182,8 @@ type target struct {
 	what      string   // "Kind namespace/name", for messages
 	namespace string   // the object's, or the default one
 	template  json.RawMessage
+	// hasMetadata is false for a template without metadata.
+	hasMetadata bool
 }
 
 // targets finds the pod templates of a document (decoded as kubectl decodes YAML), and
@@ -274,6 +276,9 @@ func objectTarget(obj map[string]json.RawMessage, defaultNamespace string) (*tar
 		}
 	}
 	t.template = raw
+	var probe map[string]json.RawMessage
+	_ = sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &probe)
+	_, t.hasMetadata = probe["metadata"]
 	var warnings []string
 	if len(path) > 0 {
 		var tmpl struct {
@@ -333,6 +338,9 @@ func injectDocument(seg []byte, opts Options) ([]byte, []string, error) {
 		}
 		if err := applyPod(ed, t, ops); err != nil {
 			return nil, warnings, fmt.Errorf("%s: writing the injection into the manifest: %w", t.what, err)
+		}
+		if !t.hasMetadata { // the pod's JSON always has metadata, the template did not
+			allOps = append(allOps, op{Op: "add", Path: pointer(t.tokens) + "/metadata", Value: json.RawMessage("{}")})
 		}
 		for _, o := range ops {
 			o.Path = pointer(t.tokens) + o.Path
@@ -405,6 +413,11 @@ func applyPod(ed *editor, t target, ops []op) error {
 		}
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", o.Op, o.Path, err)
+		}
+		if u.Op == "remove" {
+			if n, _, err := ed.find(parsePointer(u.Path)); err == nil && n != nil {
+				u.Names = elementNames(n)
+			}
 		}
 		u.Path = strings.TrimPrefix(u.Path, pointer(t.tokens))
 		undos = append(undos, u)
