@@ -369,7 +369,7 @@ func TestVersionChangeNoDiff(t *testing.T) {
 // writes its own version into the status; nothing is refused as a collision or added twice.
 func TestWebhookRecognisesOfflineInjection(t *testing.T) {
 	for name, src := range map[string]string{
-		"opt-in":   "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {apiaccess.io/inject: \"true\", apiaccess.io/isolate-token: \"true\"}\nspec:\n  initContainers: [{name: init, image: i}]\n  containers: [{name: a, image: a}]\n",
+		"opt-in":    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {apiaccess.io/inject: \"true\", apiaccess.io/isolate-token: \"true\"}\nspec:\n  initContainers: [{name: init, image: i}]\n  containers: [{name: a, image: a}]\n",
 		"realistic": string(mustRead(t, "../../injector/testdata/realistic.in.yaml")),
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -416,17 +416,17 @@ func mustRead(t *testing.T, path string) []byte {
 // pods that did not opt in, text without a final newline.
 func TestPassThrough(t *testing.T) {
 	for name, src := range map[string]string{
-		"empty":               "",
-		"comments only":       "# nothing\n\n# here\n",
-		"configmap":           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}   # x\ndata:\n    a: 'b'\n",
-		"stream":              "---\n# head\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n--- # between\n\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n    containers:\n        -   name: a\n            image: a\n...\n",
-		"list":                "apiVersion: v1\nkind: List\n# a comment that stays\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: a, image: a}]}}\n",
-		"no final newline":    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s",
-		"excluded namespace":  "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: kube-system, annotations: {apiaccess.io/inject: \"true\"}}\nspec: {containers: [{name: a, image: a}]}\n",
-		"scalar document":     "just a string\n",
-		"unknown kind":        "apiVersion: example.com/v1\nkind: Pod\nmetadata: {name: p, annotations: {apiaccess.io/inject: \"true\"}}\nspec: {containers: [{name: a}]}\n",
-		"crlf":                "apiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: c\r\n",
-		"anchors":             "x: &a {b: 1}\ny: *a\n",
+		"empty":              "",
+		"comments only":      "# nothing\n\n# here\n",
+		"configmap":          "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}   # x\ndata:\n    a: 'b'\n",
+		"stream":             "---\n# head\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n--- # between\n\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n    containers:\n        -   name: a\n            image: a\n...\n",
+		"list":               "apiVersion: v1\nkind: List\n# a comment that stays\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: a, image: a}]}}\n",
+		"no final newline":   "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s",
+		"excluded namespace": "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: kube-system, annotations: {apiaccess.io/inject: \"true\"}}\nspec: {containers: [{name: a, image: a}]}\n",
+		"scalar document":    "just a string\n",
+		"unknown kind":       "apiVersion: example.com/v1\nkind: Pod\nmetadata: {name: p, annotations: {apiaccess.io/inject: \"true\"}}\nspec: {containers: [{name: a}]}\n",
+		"crlf":               "apiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: c\r\n",
+		"anchors":            "x: &a {b: 1}\ny: *a\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, _, err := InjectBytes([]byte(src), newOptions(t))
