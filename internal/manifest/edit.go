@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
+	"sigs.k8s.io/yaml"
 )
 
 // errUnsupported marks a document whose layout the editor cannot change in place (anchors
@@ -546,7 +547,7 @@ func (e *editor) addKey(tokens []string, m *kyaml.Node, key string, value json.R
 		if err != nil {
 			return u, err
 		}
-		text := keyText + ": " + compact(value)
+		text := keyText + ": " + flow(value)
 		if len(m.Content) > 0 {
 			text = ", " + text
 		}
@@ -592,7 +593,7 @@ func (e *editor) deleteLines(from, to int) error {
 func (e *editor) insertElement(tokens []string, s *kyaml.Node, k int, value json.RawMessage) (undo, error) {
 	u := undo{Op: "remove", Path: pointer(tokens)}
 	if s.Style&kyaml.FlowStyle != 0 {
-		text := compact(value)
+		text := flow(value)
 		if k < len(s.Content) {
 			at, err := e.start(s.Content[k])
 			if err != nil {
@@ -675,7 +676,7 @@ func (e *editor) replace(tokens []string, value json.RawMessage) (undo, error) {
 		if scalar {
 			text, err = renderInline(value)
 		} else {
-			text = compact(value)
+			text = flow(value)
 		}
 		if err != nil {
 			return u, err
@@ -969,12 +970,60 @@ func toNode(value json.RawMessage) (*kyaml.Node, error) {
 				}
 			}
 		}
+		if n.Kind == kyaml.ScalarNode && n.Tag == "!!str" && !plainAsKubectlReadsIt(n.Value) {
+			n.Style = kyaml.DoubleQuotedStyle
+		}
 		for _, c := range n.Content {
 			unstyle(c)
 		}
 	}
 	unstyle(n)
 	return n, nil
+}
+
+// plainAsKubectlReadsIt reports whether a string, as the YAML 1.2 encoder writes it when left
+// to choose, reads back as the same string through sigs.k8s.io/yaml, which kubectl uses and
+// which follows YAML 1.1: there a plain "yes", "on" or "0o7" is not a string. Those are
+// double-quoted.
+func plainAsKubectlReadsIt(s string) bool {
+	if strings.ContainsAny(s, "\n\r") {
+		return true // a block scalar: read as written
+	}
+	written, err := kyaml.Marshal(&kyaml.Node{Kind: kyaml.ScalarNode, Tag: "!!str", Value: s})
+	if err != nil {
+		return false
+	}
+	got, err := yaml.YAMLToJSON(append([]byte("k: "), written...))
+	if err != nil {
+		return false
+	}
+	want, err := json.Marshal(map[string]string{"k": s})
+	return err == nil && bytes.Equal(got, want)
+}
+
+// flow renders a JSON value for a flow context, on one line: in YAML's flow style, or as JSON
+// (which is YAML too) when that would not fit on one line.
+func flow(value json.RawMessage) string {
+	n, err := toNode(value)
+	if err != nil {
+		return compact(value)
+	}
+	var set func(*kyaml.Node)
+	set = func(n *kyaml.Node) {
+		if n.Kind != kyaml.ScalarNode {
+			n.Style = kyaml.FlowStyle
+		}
+		for _, c := range n.Content {
+			set(c)
+		}
+	}
+	set(n)
+	out, err := encode(n, false)
+	out = strings.TrimSuffix(out, "\n")
+	if err != nil || strings.Contains(out, "\n") {
+		return compact(value)
+	}
+	return out
 }
 
 func encode(n *kyaml.Node, wide bool) (string, error) {

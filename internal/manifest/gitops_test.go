@@ -252,6 +252,14 @@ spec:
     image: app
     env: [{name: A, value: "1"}]
 `)
+	// A value that YAML 1.1, which kubectl's YAML reader follows, reads as a boolean unless
+	// it is quoted in what inject writes.
+	cases["yaml-1.1-boolean"] = []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: p, annotations: {apiaccess.io/inject: "true", apiaccess.io/token-audience: "yes"}}
+spec:
+  containers: [{name: app, image: app}]
+`)
 	for name, src := range cases {
 		t.Run(name, func(t *testing.T) {
 			opts := goldenOptions(t, name)
