@@ -38,6 +38,7 @@ type editor struct {
 	// start with '#'.
 	bodyLines map[int]bool
 	wide      bool // block sequences are indented under their key
+	crlf      bool // lines end with CRLF
 }
 
 type parentRef struct {
@@ -69,6 +70,7 @@ func (e *editor) reset(src []byte) error {
 	e.parents = map[*kyaml.Node]parentRef{}
 	e.bodyLines = map[int]bool{}
 	e.wide = false
+	e.crlf = bytes.Contains(src, []byte("\r\n"))
 	var walk func(n *kyaml.Node)
 	walk = func(n *kyaml.Node) {
 		for i, c := range n.Content {
@@ -238,8 +240,8 @@ func (e *editor) blockEnd(n *kyaml.Node, from int) (int, error) {
 		return 0, err
 	}
 	first, last := e.lineOf(from), e.lineOf(next)
-	if next == len(e.src) && (len(e.src) == 0 || e.src[len(e.src)-1] == '\n') {
-		last = len(e.lines) // the end is a line of its own
+	if next == len(e.src) {
+		last = len(e.lines) // up to the end, whether or not a newline ends the text
 	} else if !e.startsLine(next) {
 		return 0, fmt.Errorf("line %d: %w (the next entry is on the same line)", n.Line, errUnsupported)
 	}
@@ -574,10 +576,19 @@ func (e *editor) addKey(tokens []string, m *kyaml.Node, key string, value json.R
 // insertLines inserts whole lines at offset at, which is a line start or the end of a text
 // that may lack its final newline.
 func (e *editor) insertLines(at int, text string) error {
+	text = e.nl(text)
 	if at == len(e.src) && len(e.src) > 0 && e.src[len(e.src)-1] != '\n' {
-		return e.splice(at, at, "\n"+strings.TrimSuffix(text, "\n"))
+		return e.splice(at, at, e.nl("\n")+strings.TrimSuffix(text, e.nl("\n")))
 	}
 	return e.splice(at, at, text)
+}
+
+// nl gives rendered text the document's line ends: CRLF in a document written with them.
+func (e *editor) nl(text string) string {
+	if !e.crlf || strings.Contains(text, "\r\n") {
+		return text
+	}
+	return strings.ReplaceAll(text, "\n", "\r\n")
 }
 
 // deleteLines deletes src[from:to], whole lines; at the end of a text without a final newline,
@@ -585,6 +596,9 @@ func (e *editor) insertLines(at int, text string) error {
 func (e *editor) deleteLines(from, to int) error {
 	if to == len(e.src) && from > 0 && len(e.src) > 0 && e.src[len(e.src)-1] != '\n' && e.src[from-1] == '\n' {
 		from--
+		if e.crlf && from > 0 && e.src[from-1] == '\r' {
+			from--
+		}
 	}
 	return e.splice(from, to, "")
 }
@@ -713,7 +727,7 @@ func (e *editor) replace(tokens []string, value json.RawMessage) (undo, error) {
 		return u, err
 	}
 	u.Range, u.Text = rangeBlock, string(e.src[e.lines[e.lineOf(from)]:end])
-	return u, e.splice(e.lines[e.lineOf(from)], end, text)
+	return u, e.splice(e.lines[e.lineOf(from)], end, e.nl(text))
 }
 
 // remove deletes the node at tokens and returns the operation that puts it back.

@@ -507,3 +507,72 @@ func FuzzInject(f *testing.F) {
 		checkRoundTrip(t, in, out, opts)
 	})
 }
+
+// TestLayouts: layouts a manifest may have where the injection adds or changes something.
+// Each is injected (namespace mode enabled), agrees with the whole-document diff, is stable
+// when injected again and comes back byte for byte from --uninject; check says what else
+// must hold of the text.
+func TestLayouts(t *testing.T) {
+	pod := func(meta, spec string) string {
+		return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n" + meta + "spec:\n" + spec
+	}
+	// lacks: no line but the uninject record holds s.
+	lacks := func(s string) func(string) bool {
+		return func(out string) bool {
+			for line := range strings.Lines(out) {
+				if strings.Contains(line, s) && !strings.Contains(line, strings.TrimSpace(recordPrefix)) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	tests := []struct {
+		name  string
+		in    string
+		check func(out string) bool
+	}{
+		{"empty lists written as []", pod("", "  initContainers: []\n  volumes: []\n  containers:\n  - name: a\n    image: a\n    env: []\n    volumeMounts: []\n"),
+			lacks("[]")},
+		{"lists without a value", pod("", "  initContainers:\n  volumes:\n  containers:\n  - name: a\n    image: a\n    env:\n"), nil},
+		{"annotations {}", pod("  annotations: {}\n", "  containers:\n  - name: a\n"), lacks("{}")},
+		{"annotations without a value", pod("  annotations:\n", "  containers:\n  - name: a\n"), nil},
+		{"no annotations", pod("", "  containers:\n  - name: a\n"), nil},
+		{"no final newline", pod("", "  containers:\n  - name: a\n    image: a"), nil},
+		{"CRLF line ends", strings.ReplaceAll(pod("  annotations:\n    x: z\n", "  containers:\n  - name: a\n    image: a\n"), "\n", "\r\n"),
+			func(out string) bool { return !strings.Contains(strings.ReplaceAll(out, "\r\n", ""), "\n") }},
+		{"CRLF and no final newline", strings.ReplaceAll(pod("", "  containers:\n  - name: a"), "\n", "\r\n"),
+			func(out string) bool { return !strings.Contains(strings.ReplaceAll(out, "\r\n", ""), "\n") }},
+		{"indented sequences, name not first", pod("", "  containers:\n    - image: a\n      name: a\n      env:\n        - name: X\n          value: \"1\"\n"),
+			func(out string) bool { return strings.Contains(out, "\n    - name: api-proxy\n") }},
+		{"isolate-token removes the built-in token volume", pod("  annotations:\n    apiaccess.io/isolate-token: \"true\"\n",
+			"  containers:\n  - name: a\n    image: a\n    volumeMounts:\n    - name: kube-api-access-abc\n      mountPath: /var/run/secrets/kubernetes.io/serviceaccount\n"+
+				"      readOnly: true\n  volumes:\n  # the built-in one\n  - name: kube-api-access-abc\n    projected:\n      sources:\n      - serviceAccountToken: {path: token}\n"+
+				"  - name: data\n    emptyDir: {}\n"), lacks("- name: kube-api-access-abc")},
+		{"the kubeconfig annotation of earlier versions is removed", pod("  annotations:\n    apiaccess.io/kubeconfig: |\n      apiVersion: v1\n      # old\n    other: x\n",
+			"  containers:\n  - name: a\n"), lacks("apiaccess.io/kubeconfig")},
+		{"block scalar with a line like a comment, last", pod("", "  containers:\n  - name: a\n    command:\n    - sh\n    - -c\n    - |\n      echo hi\n      # not a comment\n"),
+			func(out string) bool { return strings.Contains(out, "      # not a comment\n    env:\n") }},
+		{"comments head the first element", pod("", "  initContainers:\n  # migrates\n  - name: m\n    image: m\n  containers:\n  - name: a\n"),
+			func(out string) bool { return strings.Contains(out, "  initContainers:\n  - name: api-proxy\n") && strings.Contains(out, "  # migrates\n  - name: m\n") }},
+		{"flow everywhere", "{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: a, image: a}]}}\n", nil},
+		{"a template in a List in flow items", "apiVersion: v1\nkind: List\nitems: [{apiVersion: batch/v1, kind: Job, metadata: {name: j}, spec: {template: {spec: {containers: [{name: a}]}}}}]\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := newOptions(t)
+			opts.Mode = injector.ModeEnabled
+			out, _, err := InjectBytes([]byte(tt.in), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(out), "name: api-proxy") {
+				t.Fatalf("not injected:\n%s", out)
+			}
+			if tt.check != nil && !tt.check(string(out)) {
+				t.Errorf("the output does not have the expected shape:\n%s", out)
+			}
+			checkRoundTrip(t, []byte(tt.in), out, opts)
+		})
+	}
+}

@@ -59,5 +59,5 @@ func putRecord(ed *editor, tokens []string, undos []undo) error {
 		return err
 	}
 	text := strings.Repeat(" ", indentOf(ed.line(l))) + recordPrefix + b.String() // Encode ends it with a newline
-	return ed.splice(ed.lines[l], ed.lines[l], text)
+	return ed.splice(ed.lines[l], ed.lines[l], ed.nl(text))
 }
