@@ -60,7 +60,7 @@ func TestInjectDirectory(t *testing.T) {
 		"b/web.yaml":      optedIn,
 		"a.yml":           plain,
 		"b/c/nested.yaml": optedIn,
-		"notes.txt":       optedIn, // not YAML by its name: left alone
+		"notes.txt":       optedIn,                                              // not YAML by its name: left alone
 		"z.yaml":          "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s", // no final newline
 	}
 	dir := writeTree(t, files)

@@ -554,7 +554,9 @@ func TestLayouts(t *testing.T) {
 		{"block scalar with a line like a comment, last", pod("", "  containers:\n  - name: a\n    command:\n    - sh\n    - -c\n    - |\n      echo hi\n      # not a comment\n"),
 			func(out string) bool { return strings.Contains(out, "      # not a comment\n    env:\n") }},
 		{"comments head the first element", pod("", "  initContainers:\n  # migrates\n  - name: m\n    image: m\n  containers:\n  - name: a\n"),
-			func(out string) bool { return strings.Contains(out, "  initContainers:\n  - name: api-proxy\n") && strings.Contains(out, "  # migrates\n  - name: m\n") }},
+			func(out string) bool {
+				return strings.Contains(out, "  initContainers:\n  - name: api-proxy\n") && strings.Contains(out, "  # migrates\n  - name: m\n")
+			}},
 		{"flow everywhere", "{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: a, image: a}]}}\n", nil},
 		{"a template in a List in flow items", "apiVersion: v1\nkind: List\nitems: [{apiVersion: batch/v1, kind: Job, metadata: {name: j}, spec: {template: {spec: {containers: [{name: a}]}}}}]\n", nil},
 	}
