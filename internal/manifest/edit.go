@@ -36,6 +36,9 @@ type editor struct {
 	bodyLines map[int]bool
 	wide      bool // block sequences are indented under their key
 	crlf      bool // lines end with CRLF
+	// json is true for a document written in JSON: what is added is written in JSON, and the
+	// uninject record, a comment, has no place in it.
+	json bool
 }
 
 type parentRef struct {
@@ -68,6 +71,8 @@ func (e *editor) reset(src []byte) error {
 	e.bodyLines = map[int]bool{}
 	e.wide = false
 	e.crlf = bytes.Contains(src, []byte("\r\n"))
+	e.json = e.root.Kind == kyaml.MappingNode && e.root.Style&kyaml.FlowStyle != 0 &&
+		len(e.root.Content) > 0 && e.root.Content[0].Style&kyaml.DoubleQuotedStyle != 0
 	var walk func(n *kyaml.Node)
 	walk = func(n *kyaml.Node) {
 		for i, c := range n.Content {

@@ -126,6 +126,18 @@ func (e *editor) add(tokens []string, value json.RawMessage) (undo, error) {
 	return undo{}, fmt.Errorf("%s: the parent is not a mapping or a sequence", pointer(tokens))
 }
 
+// flowAppend returns where a new last member of flow collection c goes: just after the last
+// one's text, or inside the brackets of an empty one.
+func (e *editor) flowAppend(c *kyaml.Node) (int, error) {
+	if len(c.Content) > 0 {
+		if end, own, err := e.ownEnd(c.Content[len(c.Content)-1]); err != nil || own {
+			return end, err
+		}
+	}
+	end, err := e.flowEnd(e.offset(c))
+	return end - 1, err
+}
+
 // blockEntry reports whether n is the value of an entry of a block mapping.
 func (e *editor) blockEntry(n *kyaml.Node) bool {
 	p, ok := e.parents[n]
@@ -140,15 +152,19 @@ func (e *editor) addKey(tokens []string, m *kyaml.Node, key string, value json.R
 		return u, err
 	}
 	if m.Style&kyaml.FlowStyle != 0 {
-		end, err := e.flowEnd(e.offset(m))
+		at, err := e.flowAppend(m)
 		if err != nil {
 			return u, err
 		}
-		text := keyText + ": " + flow(value)
+		if e.json {
+			raw, _ := json.Marshal(key)
+			keyText = string(raw)
+		}
+		text := keyText + ": " + e.flow(value)
 		if len(m.Content) > 0 {
 			text = ", " + text
 		}
-		return u, e.splice(end-1, end-1, text)
+		return u, e.splice(at, at, text)
 	}
 	if len(m.Content) == 0 {
 		return u, fmt.Errorf("%s: %w (empty block mapping)", pointer(tokens), errUnsupported)
@@ -202,7 +218,7 @@ func (e *editor) deleteLines(from, to int) error {
 func (e *editor) insertElement(tokens []string, s *kyaml.Node, k int, value json.RawMessage) (undo, error) {
 	u := undo{Op: "remove", Path: pointer(tokens)}
 	if s.Style&kyaml.FlowStyle != 0 {
-		text := flow(value)
+		text := e.flow(value)
 		if k < len(s.Content) {
 			at, err := e.start(s.Content[k])
 			if err != nil {
@@ -210,14 +226,14 @@ func (e *editor) insertElement(tokens []string, s *kyaml.Node, k int, value json
 			}
 			return u, e.splice(at, at, text+", ")
 		}
-		end, err := e.flowEnd(e.offset(s))
+		at, err := e.flowAppend(s)
 		if err != nil {
 			return u, err
 		}
 		if len(s.Content) > 0 {
 			text = ", " + text
 		}
-		return u, e.splice(end-1, end-1, text)
+		return u, e.splice(at, at, text)
 	}
 	if len(s.Content) == 0 {
 		return u, fmt.Errorf("%s: %w (empty block sequence)", pointer(tokens), errUnsupported)
@@ -282,10 +298,10 @@ func (e *editor) replace(tokens []string, value json.RawMessage) (undo, error) {
 	// flow collection with something in it; else as a block entry or element.
 	if inFlow || own && (scalar && node.Kind == kyaml.ScalarNode || !scalar && node.Kind != kyaml.ScalarNode && !emptyFlow) {
 		var text string
-		if scalar {
+		if scalar && !e.json {
 			text, err = renderInline(value)
 		} else {
-			text = flow(value)
+			text = e.flow(value)
 		}
 		if err != nil {
 			return u, err

@@ -504,6 +504,9 @@ func FuzzInject(f *testing.F) {
 		if bytes.Contains(in, []byte(injector.StatusAnnotation)) || bytes.Contains(in, []byte(strings.TrimSpace(recordPrefix))) {
 			return // already injected: --uninject goes back to before that injection
 		}
+		if _, err := UninjectBytes(out); err != nil && strings.Contains(err.Error(), "a JSON document has no place") {
+			return // JSON documents are injected without the record (TestJSONDocument)
+		}
 		checkRoundTrip(t, in, out, opts)
 	})
 }
@@ -576,5 +579,46 @@ func TestLayouts(t *testing.T) {
 			}
 			checkRoundTrip(t, []byte(tt.in), out, opts)
 		})
+	}
+}
+
+// TestJSONDocument: a manifest written in JSON stays JSON, what is added written in JSON too;
+// having no place for the record comment, it cannot be uninjected, and --uninject says so.
+func TestJSONDocument(t *testing.T) {
+	in := `{
+  "apiVersion": "v1",
+  "kind": "Pod",
+  "metadata": {
+    "name": "p",
+    "annotations": {
+      "apiaccess.io/inject": "true"
+    }
+  },
+  "spec": {
+    "containers": [
+      {
+        "name": "a",
+        "image": "a",
+        "env": [{"name": "X", "value": "1"}]
+      }
+    ]
+  }
+}
+`
+	opts := newOptions(t)
+	out, _, err := InjectBytes([]byte(in), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(out) || !strings.Contains(string(out), `"name":"api-proxy"`) {
+		t.Errorf("not injected as JSON:\n%s", out)
+	}
+	checkOracle(t, []byte(in), out, opts)
+	again, _, err := InjectBytes(out, opts)
+	if err != nil || !bytes.Equal(again, out) {
+		t.Errorf("injecting again changed it (%v):\n%s", err, again)
+	}
+	if _, err := UninjectBytes(out); err == nil || !strings.Contains(err.Error(), "Pod p: a JSON document has no place for the record") {
+		t.Errorf("--uninject of a JSON document: err = %v", err)
 	}
 }

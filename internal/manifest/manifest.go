@@ -422,6 +422,9 @@ func applyPod(ed *editor, t target, ops []op) error {
 		u.Path = strings.TrimPrefix(u.Path, pointer(t.tokens))
 		undos = append(undos, u)
 	}
+	if ed.json {
+		return nil // no comment in JSON: JSON documents cannot be uninjected
+	}
 	slices.Reverse(undos)
 	return putRecord(ed, t.tokens, append(undos, old...))
 }
@@ -485,6 +488,9 @@ func uninjectDocument(seg []byte) ([]byte, error) {
 		undos, err := takeRecord(ed, t.tokens)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.what, err)
+		}
+		if undos == nil && ed.json {
+			return nil, fmt.Errorf("%s: a JSON document has no place for the record that --uninject needs (a comment), so inject writes none", t.what)
 		}
 		if undos == nil {
 			return nil, fmt.Errorf("%s: it has the %s annotation but no uninject record (a line %q before its metadata): "+

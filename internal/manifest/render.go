@@ -72,8 +72,11 @@ func plainAsKubectlReadsIt(s string) bool {
 }
 
 // flow renders a JSON value for a flow context, on one line: in YAML's flow style, or as JSON
-// (which is YAML too) when that would not fit on one line.
-func flow(value json.RawMessage) string {
+// (which is YAML too) in a JSON document or when YAML would not fit on one line.
+func (e *editor) flow(value json.RawMessage) string {
+	if e.json {
+		return compact(value)
+	}
 	n, err := toNode(value)
 	if err != nil {
 		return compact(value)
