@@ -367,6 +367,9 @@ func (e *editor) splice(from, to int, text string) error {
 func (e *editor) find(tokens []string) (*kyaml.Node, int, error) {
 	n := e.root
 	for i, tok := range tokens {
+		if n.Anchor != "" { // an alias elsewhere would change with it
+			return nil, i, fmt.Errorf("/%s: %w (it has a YAML anchor)", strings.Join(tokens[:i], "/"), errUnsupported)
+		}
 		switch n.Kind {
 		case kyaml.MappingNode:
 			var next *kyaml.Node

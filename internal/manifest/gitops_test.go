@@ -622,3 +622,22 @@ func TestJSONDocument(t *testing.T) {
 		t.Errorf("--uninject of a JSON document: err = %v", err)
 	}
 }
+
+// TestUnsupportedLayouts: a layout the text edit cannot change in place is an error that names
+// the object and the place, and nothing is returned; never a wrong text.
+func TestUnsupportedLayouts(t *testing.T) {
+	for name, in := range map[string]string{
+		"an alias on the way": "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {apiaccess.io/inject: \"true\"}}\n" +
+			"spec:\n  containers: &c\n  - name: a\n    image: a\n  x-copy: *c\n",
+		"an empty value in a flow mapping": "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: }\nspec:\n  containers:\n  - name: a\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts := newOptions(t)
+			opts.Mode = injector.ModeEnabled
+			out, _, err := InjectBytes([]byte(in), opts)
+			if err == nil || !strings.Contains(err.Error(), "Pod default/p") || !strings.Contains(err.Error(), "cannot be edited in place") || out != nil {
+				t.Errorf("err = %v, output %q; want an error naming Pod default/p and no output", err, out)
+			}
+		})
+	}
+}
