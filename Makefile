@@ -69,6 +69,7 @@ fuzz: ## Fuzz each target briefly (a fixed count of executions; FUZZTIME=5m to g
 	go test ./webhook -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(or $(FUZZTIME),5000x)
 	go test ./injector/patch -run '^$$' -fuzz '^FuzzDiff$$' -fuzztime $(or $(FUZZTIME),300000x)
 	go test ./internal/manifest -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(or $(FUZZTIME),3000x)
+	go test ./internal/manifest -run '^$$' -fuzz '^FuzzLayouts$$' -fuzztime $(or $(FUZZTIME),200x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzFilterCheck$$' -fuzztime $(or $(FUZZTIME),30000x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzParseAuthority$$' -fuzztime $(or $(FUZZTIME),20000x)
 	go test ./proxy -run '^$$' -fuzz '^FuzzRequestInfo$$' -fuzztime $(or $(FUZZTIME),30000x)
