@@ -404,7 +404,7 @@ func (e *editor) remove(tokens []string) (undo, error) {
 	}
 	lineFrom := e.lines[e.lineOf(from)]
 	// The lines of comments between the entry before and this one stay; Gap counts them.
-	prevEnd := e.lines[0]
+	var prevEnd int
 	step := 1
 	if p.node.Kind == kyaml.MappingNode {
 		step = 2
@@ -414,9 +414,7 @@ func (e *editor) remove(tokens []string) (undo, error) {
 			return u, err
 		}
 	} else {
-		if prevEnd, err = e.collectionStart(p.node); err != nil {
-			return u, err
-		}
+		prevEnd = e.collectionStart(p.node)
 	}
 	u.Gap = e.lineOf(lineFrom) - e.lineOf(prevEnd)
 	u.Range, u.Text = rangeBlock, string(e.src[lineFrom:end])
@@ -425,15 +423,15 @@ func (e *editor) remove(tokens []string) (undo, error) {
 
 // collectionStart returns the start of the line after the one that opens block collection c
 // (the line of its key), from which its first entry's comments count.
-func (e *editor) collectionStart(c *kyaml.Node) (int, error) {
+func (e *editor) collectionStart(c *kyaml.Node) int {
 	p, ok := e.parents[c]
 	if !ok {
-		return e.lines[0], nil
+		return e.lines[0]
 	}
 	if p.node.Kind == kyaml.MappingNode {
-		return e.lineEnd(p.node.Content[p.index-1].Line - 1), nil
+		return e.lineEnd(p.node.Content[p.index-1].Line - 1)
 	}
-	return e.lineEnd(c.Line - 1), nil
+	return e.lineEnd(c.Line - 1)
 }
 
 // insertText puts back the text a remove took out (undo op "insert").
@@ -463,8 +461,8 @@ func (e *editor) insertText(u undo) error {
 		if prevEnd, err = e.blockEnd(prev, e.offset(prev)); err != nil {
 			return err
 		}
-	} else if prevEnd, err = e.collectionStart(parent); err != nil {
-		return err
+	} else {
+		prevEnd = e.collectionStart(parent)
 	}
 	at := len(e.src)
 	if l := e.lineOf(prevEnd) + u.Gap; l < len(e.lines) && prevEnd < len(e.src) {

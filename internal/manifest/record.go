@@ -37,8 +37,11 @@ func takeRecord(ed *editor, tokens []string) ([]undo, error) {
 		return nil, nil
 	}
 	var undos []undo
-	if err := json.Unmarshal(bytes.TrimSpace(rest), &undos); err != nil || undos == nil {
-		return nil, fmt.Errorf("line %d: the uninject record is not one this command wrote: %v", l, err)
+	if err := json.Unmarshal(bytes.TrimSpace(rest), &undos); err != nil {
+		return nil, fmt.Errorf("line %d: the uninject record is not one this command wrote: %w", l, err)
+	}
+	if undos == nil {
+		return nil, fmt.Errorf("line %d: the uninject record is empty", l)
 	}
 	return undos, ed.splice(ed.lines[l-1], ed.lines[l], "")
 }
