@@ -40,6 +40,8 @@ type Decision struct {
 	Inject bool
 	// Reason is a short explanation, for logs and the `inject` command.
 	Reason string
+	// Code is Reason's class, from a closed set: for metrics and log queries.
+	Code Reason
 	// Warnings go back to the client that created the pod.
 	Warnings []string
 }
@@ -60,10 +62,10 @@ func (i *Injector) Decide(ns Namespace, pod *corev1.Pod) (Decision, error) {
 
 func (i *Injector) decide(ns Namespace, pod *corev1.Pod) (Decision, error) {
 	if i.cfg.excluded(ns.Name) {
-		return Decision{Reason: fmt.Sprintf("namespace %s is excluded from injection", ns.Name)}, nil
+		return Decision{Code: ReasonExcludedNamespace, Reason: fmt.Sprintf("namespace %s is excluded from injection", ns.Name)}, nil
 	}
 	if ns.Mode == ModeDisabled {
-		return Decision{Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeDisabled)}, nil
+		return Decision{Code: ReasonNamespaceDisabled, Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeDisabled)}, nil
 	}
 	value, annotated := pod.Annotations[InjectAnnotation]
 	if annotated && value != "true" && value != "false" {
@@ -73,22 +75,23 @@ func (i *Injector) decide(ns Namespace, pod *corev1.Pod) (Decision, error) {
 	}
 	switch ns.Mode {
 	case ModeEnforced:
-		d := Decision{Inject: true, Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeEnforced)}
+		d := Decision{Inject: true, Code: ReasonNamespaceEnforced, Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeEnforced)}
 		if value == "false" {
+			d.Code = ReasonEnforcedOverride
 			d.Warnings = append(d.Warnings, fmt.Sprintf(`annotation %s: "false" overridden: namespace %s is labelled %s=%s, so every pod gets the %s sidecar`,
 				InjectAnnotation, ns.Name, InjectionLabel, ModeEnforced, SidecarName))
 		}
 		return d, nil
 	case ModeEnabled:
 		if value == "false" {
-			return Decision{Reason: fmt.Sprintf(`pod opted out with %s: "false"`, InjectAnnotation)}, nil
+			return Decision{Code: ReasonOptedOut, Reason: fmt.Sprintf(`pod opted out with %s: "false"`, InjectAnnotation)}, nil
 		}
-		return Decision{Inject: true, Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeEnabled)}, nil
+		return Decision{Inject: true, Code: ReasonNamespaceEnabled, Reason: fmt.Sprintf("namespace %s is labelled %s=%s", ns.Name, InjectionLabel, ModeEnabled)}, nil
 	default:
 		if value == "true" {
-			return Decision{Inject: true, Reason: fmt.Sprintf(`pod opted in with %s: "true"`, InjectAnnotation)}, nil
+			return Decision{Inject: true, Code: ReasonOptedIn, Reason: fmt.Sprintf(`pod opted in with %s: "true"`, InjectAnnotation)}, nil
 		}
-		return Decision{Reason: fmt.Sprintf(`pod did not opt in with %s: "true"`, InjectAnnotation)}, nil
+		return Decision{Code: ReasonNotOptedIn, Reason: fmt.Sprintf(`pod did not opt in with %s: "true"`, InjectAnnotation)}, nil
 	}
 }
 
@@ -105,12 +108,13 @@ func windows(ns Namespace, pod *corev1.Pod) (Decision, error) {
 	_, annotated := pod.Annotations[InjectAnnotation]
 	if ns.Mode == ModeEnabled && !annotated {
 		return Decision{
+			Code:   ReasonWindows,
 			Reason: "Windows pod: the sidecar runs on Linux only",
 			Warnings: []string{fmt.Sprintf("%s; the pod was admitted without it (namespace %s is labelled %s=%s), so %s and %s are not set in its containers",
 				why, ns.Name, InjectionLabel, ModeEnabled, KubeconfigEnvVar, KubeAPIURLEnvVar)},
 		}, nil
 	}
-	var r Refusal
+	r := Refusal{Code: ReasonRefusedWindows}
 	switch ns.Mode {
 	case ModeEnforced:
 		r.add("%s; %s", why, withoutSidecar(ns))

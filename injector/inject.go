@@ -30,6 +30,9 @@ func (i *Injector) Config() Config { return i.cfg }
 // Result is the outcome of Mutate for a pod that was not refused.
 type Result struct {
 	Decision
+	// Updated is true when the pod had been injected before (a reinvocation, a re-applied
+	// injected manifest) and was brought up to date rather than injected afresh.
+	Updated bool
 }
 
 // Mutate decides whether the pod is injected and, if so, injects it in place. A pod that
@@ -39,12 +42,16 @@ func (i *Injector) Mutate(ns Namespace, pod *corev1.Pod) (Result, error) {
 	if err != nil || !d.Inject {
 		return Result{Decision: d}, err
 	}
+	_, updated := pod.Annotations[StatusAnnotation]
+	if updated {
+		_, updated = ParseStatus(pod.Annotations)
+	}
 	warnings, err := i.inject(ns, pod)
 	if err != nil {
 		return Result{}, err
 	}
 	d.Warnings = append(d.Warnings, warnings...)
-	return Result{Decision: d}, nil
+	return Result{Decision: d, Updated: updated}, nil
 }
 
 // Inject adds the sidecar, volumes, variables and annotations to a pod of the given
@@ -61,7 +68,7 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	var r Refusal
 	opts, err := ParseOptions(pod.Annotations, &i.cfg)
 	if err != nil {
-		r.Reasons = append(r.Reasons, err.(*Refusal).Reasons...)
+		r.merge(err.(*Refusal))
 	}
 	prev, injected := ParseStatus(pod.Annotations)
 	targets := i.check(&r, ns, pod, opts, prev, injected)
@@ -143,29 +150,29 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 	if spec.HostNetwork {
 		// On the host network, 127.0.0.1 is the node's loopback: the proxy would serve this
 		// pod's credentials to every process on the node, and collide with other such pods.
-		r.add("spec.hostNetwork: true: pods on the host network cannot get the %s sidecar, "+
+		r.because(ReasonRefusedHostNetwork).add("spec.hostNetwork: true: pods on the host network cannot get the %s sidecar, "+
 			"because it would serve the API with the pod's credentials on the node's loopback; "+
 			"remove hostNetwork, or %s", SidecarName, withoutSidecar(ns))
 	}
 	for _, c := range spec.Containers {
 		if c.Name == SidecarName {
-			r.add("container %q: the name is reserved for the injected sidecar; rename the container", c.Name)
+			r.because(ReasonRefusedName).add("container %q: the name is reserved for the injected sidecar; rename the container", c.Name)
 		}
 		if c.Name == KubeconfigInitName {
-			r.add("container %q: the name is reserved for the injected init container; rename the container", c.Name)
+			r.because(ReasonRefusedName).add("container %q: the name is reserved for the injected init container; rename the container", c.Name)
 		}
 	}
 	for _, c := range spec.InitContainers {
 		if c.Name == SidecarName && !injected {
-			r.add("init container %q: the name is reserved for the injected sidecar; rename the container", c.Name)
+			r.because(ReasonRefusedName).add("init container %q: the name is reserved for the injected sidecar; rename the container", c.Name)
 		}
 		if c.Name == KubeconfigInitName && !(injected && prev.owns(c.Name)) {
-			r.add("init container %q: the name is reserved for the injected init container; rename the container", c.Name)
+			r.because(ReasonRefusedName).add("init container %q: the name is reserved for the injected init container; rename the container", c.Name)
 		}
 	}
 	for _, v := range spec.Volumes {
 		if reservedVolume(v.Name) && !(injected && prev.owns(v.Name)) {
-			r.add("volume %q: the name is reserved for the injected volumes; rename the volume", v.Name)
+			r.because(ReasonRefusedName).add("volume %q: the name is reserved for the injected volumes; rename the volume", v.Name)
 		}
 	}
 	targets := map[string]bool{}
@@ -176,17 +183,17 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 		for _, p := range c.Ports {
 			switch {
 			case p.ContainerPort == opts.ProxyPort:
-				r.add("container %q: port %d is used by the %s sidecar (proxy port %d, health port %d); "+
+				r.because(ReasonRefusedPort).add("container %q: port %d is used by the %s sidecar (proxy port %d, health port %d); "+
 					"choose another port, or set %s to move the proxy", c.Name, p.ContainerPort, SidecarName,
 					opts.ProxyPort, i.cfg.Sidecar.HealthPort, ProxyPortAnnotation)
 			case opts.Transparent && p.ContainerPort == i.cfg.TransparentPort:
 				// Like the health port, the injector's configuration sets it for every pod.
-				r.add("container %q: port %d is used by the %s sidecar as its TLS port in transparent mode, which the injector's configuration sets for every pod (transparentPort); "+
+				r.because(ReasonRefusedPort).add("container %q: port %d is used by the %s sidecar as its TLS port in transparent mode, which the injector's configuration sets for every pod (transparentPort); "+
 					"choose another port for the container, or remove the %s annotation", c.Name, p.ContainerPort, SidecarName, TransparentAnnotation)
 			case i.cfg.Sidecar.Mode == SidecarAPIProxy && p.ContainerPort == i.cfg.Sidecar.HealthPort:
 				// The health port is the injector's configuration, not the pod's: no
 				// annotation moves it, so do not suggest one.
-				r.add("container %q: port %d is used by the %s sidecar as its health port, which the injector's configuration sets for every pod (sidecar.healthPort); "+
+				r.because(ReasonRefusedPort).add("container %q: port %d is used by the %s sidecar as its health port, which the injector's configuration sets for every pod (sidecar.healthPort); "+
 					"choose another port for the container, or %s", c.Name, p.ContainerPort, SidecarName, withoutSidecar(ns))
 			}
 		}
@@ -206,11 +213,11 @@ func (i *Injector) check(r *Refusal, ns Namespace, pod *corev1.Pod, opts Options
 		}
 		for _, m := range c.VolumeMounts {
 			if m.MountPath == KubeconfigMountPath && m.Name != KubeconfigVolumeName {
-				r.add("container %q: mount path %s is used by volume %q; the injected kubeconfig is mounted there: "+
+				r.because(ReasonRefusedMount).add("container %q: mount path %s is used by volume %q; the injected kubeconfig is mounted there: "+
 					"mount the volume elsewhere, or leave the container out of %s", c.Name, KubeconfigMountPath, m.Name, ContainersAnnotation)
 			}
 			if opts.Transparent && path.Clean(m.MountPath) == TokenMountPath && m.Name != ServiceAccountVolumeName && !builtinTokenMount(spec, m.Name) {
-				r.add("container %q: mount path %s is used by volume %q; with %s: \"true\" the sidecar's service-account files are mounted there: "+
+				r.because(ReasonRefusedMount).add("container %q: mount path %s is used by volume %q; with %s: \"true\" the sidecar's service-account files are mounted there: "+
 					"mount the volume elsewhere, or leave the container out of %s", c.Name, TokenMountPath, m.Name, TransparentAnnotation, ContainersAnnotation)
 			}
 		}

@@ -75,24 +75,25 @@ func TestDecide(t *testing.T) {
 		annotation string
 		inject     bool
 		warning    string
+		code       Reason
 	}{
 		// The decision table of interface.md, row by row.
-		{"team-a", ModeOptIn, absent, false, ""},
-		{"team-a", ModeOptIn, "false", false, ""},
-		{"team-a", ModeOptIn, "true", true, ""},
-		{"team-a", ModeEnabled, absent, true, ""},
-		{"team-a", ModeEnabled, "true", true, ""},
-		{"team-a", ModeEnabled, "false", false, ""},
-		{"team-a", ModeEnforced, absent, true, ""},
-		{"team-a", ModeEnforced, "true", true, ""},
-		{"team-a", ModeEnforced, "false", true, `"false" overridden: namespace team-a is labelled apiaccess.io/injection=enforced`},
-		{"team-a", ModeDisabled, absent, false, ""},
-		{"team-a", ModeDisabled, "true", false, ""},
-		{"team-a", ModeDisabled, "not-a-bool", false, ""},
+		{"team-a", ModeOptIn, absent, false, "", ReasonNotOptedIn},
+		{"team-a", ModeOptIn, "false", false, "", ReasonNotOptedIn},
+		{"team-a", ModeOptIn, "true", true, "", ReasonOptedIn},
+		{"team-a", ModeEnabled, absent, true, "", ReasonNamespaceEnabled},
+		{"team-a", ModeEnabled, "true", true, "", ReasonNamespaceEnabled},
+		{"team-a", ModeEnabled, "false", false, "", ReasonOptedOut},
+		{"team-a", ModeEnforced, absent, true, "", ReasonNamespaceEnforced},
+		{"team-a", ModeEnforced, "true", true, "", ReasonNamespaceEnforced},
+		{"team-a", ModeEnforced, "false", true, `"false" overridden: namespace team-a is labelled apiaccess.io/injection=enforced`, ReasonEnforcedOverride},
+		{"team-a", ModeDisabled, absent, false, "", ReasonNamespaceDisabled},
+		{"team-a", ModeDisabled, "true", false, "", ReasonNamespaceDisabled},
+		{"team-a", ModeDisabled, "not-a-bool", false, "", ReasonNamespaceDisabled},
 		// Always untouched, whatever the labels say.
-		{"kube-system", ModeEnforced, "true", false, ""},
-		{"kube-node-lease", ModeEnabled, "true", false, ""},
-		{"platform", ModeEnforced, "true", false, ""},
+		{"kube-system", ModeEnforced, "true", false, "", ReasonExcludedNamespace},
+		{"kube-node-lease", ModeEnabled, "true", false, "", ReasonExcludedNamespace},
+		{"platform", ModeEnforced, "true", false, "", ReasonExcludedNamespace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.namespace+"/"+string(tt.mode)+"/"+tt.annotation, func(t *testing.T) {
@@ -109,6 +110,9 @@ func TestDecide(t *testing.T) {
 			}
 			if d.Reason == "" {
 				t.Error("Reason is empty")
+			}
+			if d.Code != tt.code || d.Code.Injects() != d.Inject {
+				t.Errorf("Code = %v, want %v (Injects must equal Inject)", d.Code, tt.code)
 			}
 			got := strings.Join(d.Warnings, "\n")
 			if (tt.warning == "") != (got == "") || !strings.Contains(got, tt.warning) {

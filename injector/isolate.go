@@ -40,7 +40,7 @@ func checkIsolated(r *Refusal, pod *corev1.Pod, opts Options, configured string)
 			if c.Name == SidecarName || !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == v.Name }) {
 				continue
 			}
-			r.add(`volume %q: a service-account token for the API server (%s) is mounted in container %q, `+
+			r.because(ReasonRefusedToken).add(`volume %q: a service-account token for the API server (%s) is mounted in container %q, `+
 				`but annotation %s: "true" means that no container but the %s sidecar holds a credential for the API server; `+
 				`remove the mount, give the token another audience, or remove the %s annotation`,
 				v.Name, audience, c.Name, IsolateTokenAnnotation, SidecarName, IsolateTokenAnnotation)

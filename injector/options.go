@@ -75,6 +75,7 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 	}
 	slices.Sort(unknown)
 	for _, key := range unknown {
+		r.because(ReasonRefusedAnnotation)
 		r.Reasons = append(r.Reasons, UnknownAnnotationMessage(key))
 	}
 	if v, ok := annotations[ProxyPortAnnotation]; ok {

@@ -11,6 +11,32 @@ import (
 type Refusal struct {
 	// Reasons lists every problem found, each a full sentence fragment.
 	Reasons []string
+	// Code classifies the first of them, for metrics and log queries; see Why.
+	Code Reason
+}
+
+// Why returns the class of the refusal: Code, or ReasonRefusedConflict when no more precise
+// class was recorded.
+func (r *Refusal) Why() Reason {
+	if r.Code.Refuses() {
+		return r.Code
+	}
+	return ReasonRefusedConflict
+}
+
+// because records code as the refusal's class unless an earlier reason set one: the first
+// problem found classifies the refusal. It returns r, to be followed by add.
+func (r *Refusal) because(code Reason) *Refusal {
+	if r.Code == ReasonNone {
+		r.Code = code
+	}
+	return r
+}
+
+// merge appends the reasons of another refusal, keeping the class of the first.
+func (r *Refusal) merge(o *Refusal) {
+	r.because(o.Code)
+	r.Reasons = append(r.Reasons, o.Reasons...)
 }
 
 // Error implements error.
@@ -23,7 +49,7 @@ func (r *Refusal) add(format string, args ...any) {
 }
 
 func (r *Refusal) annotation(key, value, allowed string) {
-	r.add("annotation %s: invalid value %q: %s", key, value, allowed)
+	r.because(ReasonRefusedAnnotation).add("annotation %s: invalid value %q: %s", key, value, allowed)
 }
 
 // orNil returns r as an error if it holds any reason, nil otherwise.
