@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,17 +57,37 @@ const maxRequestSize = 7 << 20
 type Handler struct {
 	injector *injector.Injector
 	mode     injector.NamespaceMode
-	log      logr.Logger
-	results  [numResults]prometheus.Counter
+	log      decisionLog
+	// counters holds the counter of each valid result and reason for this mode, so that
+	// counting costs no label lookup; nil where the pair cannot occur.
+	counters [numResults][numReasons]prometheus.Counter
 }
 
-// NewHandler returns the handler of the pods of namespaces in mode.
+// NewHandler returns the handler of the pods of namespaces in mode. It logs its decisions
+// with ctrl.Log, as it is when NewHandler is called.
 func NewHandler(inj *injector.Injector, mode injector.NamespaceMode) *Handler {
-	h := &Handler{injector: inj, mode: mode, log: ctrl.Log.WithName("admission").WithValues("mode", modeLabel(mode))}
-	for r := range numResults {
-		h.results[r] = injections.WithLabelValues(resultLabels[r], modeLabel(mode))
+	h := &Handler{injector: inj, mode: mode, log: newDecisionLog(ctrl.Log.WithName("admission"), modeLabel(mode))}
+	for result := range numResults {
+		for reason := range numReasons {
+			if valid(result, reason) {
+				h.counters[result][reason] = injections.WithLabelValues(resultLabels[result], reasonLabel(reason), modeLabel(mode))
+			}
+		}
 	}
 	return h
+}
+
+// record counts and logs how an admission ended.
+func (h *Handler) record(st *state, out outcome, resp *response) {
+	if c := h.counters[out.result][out.reason]; c != nil {
+		c.Inc()
+	} else {
+		// A pair valid says cannot occur: still counted, under the same closed set of labels.
+		injections.WithLabelValues(resultLabels[out.result], reasonLabel(out.reason), h.log.mode).Inc()
+	}
+	if h.log.enabled() {
+		h.log.write(st, out, resp)
+	}
 }
 
 // Register serves one handler per namespace mode on a webhook server.
@@ -120,15 +139,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			for _, fn := range utilruntime.PanicHandlers {
 				fn(r.Context(), p)
 			}
-			h.results[resultError].Inc()
 			resp := errored(http.StatusInternalServerError, fmt.Errorf("panic: %v [recovered]", p))
+			h.record(st, internalError, &resp)
 			write(w, appendReview(nil, st.apiVersion, st.uid, &resp))
 			return
 		}
 		st.reset()
 		states.Put(st)
 	}()
-	resp := h.serve(r, st)
+	resp, out := h.serve(r, st)
+	h.record(st, out, &resp)
 	st.out = appendReview(st.out[:0], st.apiVersion, st.uid, &resp)
 	write(w, st.out)
 }
@@ -141,8 +161,8 @@ func write(w http.ResponseWriter, b []byte) {
 	_, _ = w.Write(b) // an error is the connection's: there is no one left to tell
 }
 
-// serve reads, decodes and admits one review.
-func (h *Handler) serve(r *http.Request, st *state) response {
+// serve reads, decodes and admits one review, and says how it ended.
+func (h *Handler) serve(r *http.Request, st *state) (response, outcome) {
 	var body []byte
 	var err error
 	if r.Body != nil {
@@ -151,18 +171,14 @@ func (h *Handler) serve(r *http.Request, st *state) response {
 	}
 	switch {
 	case err == nil && len(body) == 0:
-		h.results[resultError].Inc()
-		return errored(http.StatusBadRequest, errors.New("request body is empty"))
+		return errored(http.StatusBadRequest, errors.New("request body is empty")), badRequest
 	case errors.Is(err, errTooLarge):
-		h.results[resultError].Inc()
-		return errored(http.StatusRequestEntityTooLarge, err)
+		return errored(http.StatusRequestEntityTooLarge, err), badRequest
 	case err != nil:
-		h.results[resultError].Inc()
-		return errored(http.StatusBadRequest, fmt.Errorf("reading the request: %w", err))
+		return errored(http.StatusBadRequest, fmt.Errorf("reading the request: %w", err)), badRequest
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		h.results[resultError].Inc()
-		return errored(http.StatusBadRequest, fmt.Errorf("contentType=%s, expected application/json", ct))
+		return errored(http.StatusBadRequest, fmt.Errorf("contentType=%s, expected application/json", ct)), badRequest
 	}
 
 	// Decoded as the API server decodes: case-sensitive field names, integers kept exact.
@@ -171,25 +187,23 @@ func (h *Handler) serve(r *http.Request, st *state) response {
 		return h.undecodable(body, st, err)
 	}
 	if resp, ok := h.checkVersion(st, st.review.APIVersion, st.review.Kind); !ok {
-		return resp
+		return resp, badRequest
 	}
 	// The request points into the state, so an absent one looks empty: without a UID, it
 	// could not be answered anyway.
 	req := st.review.Request
 	if req == nil || req.UID == "" {
-		h.results[resultError].Inc()
-		return errored(http.StatusBadRequest, errors.New("decoding the AdmissionReview: it has no request.uid"))
+		return errored(http.StatusBadRequest, errors.New("decoding the AdmissionReview: it has no request.uid")), badRequest
 	}
 	st.uid = string(req.UID)
 	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
-		return allowed("not a pod creation")
+		return allowed("not a pod creation"), notPodCreate
 	}
 	pod := &req.Object
 	// The API server sends only pods that passed its own schema; anything else gets no patch,
 	// which could not apply to an object missing the metadata or spec it adds to.
 	if (pod.Name == "" && pod.GenerateName == "") || len(pod.Spec.Containers) == 0 {
-		h.results[resultError].Inc()
-		return errored(http.StatusBadRequest, errors.New("decoding pod: not a pod: it needs metadata.name or metadata.generateName, and spec.containers"))
+		return errored(http.StatusBadRequest, errors.New("decoding pod: not a pod: it needs metadata.name or metadata.generateName, and spec.containers")), badRequest
 	}
 
 	// The patch is derived from what the injector changed, compared with a snapshot of the
@@ -203,56 +217,46 @@ func (h *Handler) serve(r *http.Request, st *state) response {
 	var refusal *injector.Refusal
 	switch {
 	case errors.As(err, &refusal):
-		h.results[resultRefused].Inc()
-		if h.log.Enabled() {
-			h.log.Info("pod refused", "namespace", req.Namespace, "name", pod.Name, "generateName", pod.GenerateName, "requestID", req.UID, "reason", refusal.Error())
-		}
-		return denied(refusal.Error())
+		return denied(refusal.Error()), outcome{resultRefused, int(refusal.Why())}
 	case err != nil:
-		h.results[resultError].Inc()
-		return errored(http.StatusInternalServerError, err)
+		return errored(http.StatusInternalServerError, err), internalError
 	case !res.Inject:
-		h.results[resultSkipped].Inc()
 		resp := allowed(res.Reason)
 		resp.warnings = res.Warnings
-		return resp
+		return resp, outcome{resultSkipped, int(res.Code)}
 	}
 	var n int
 	if st.patch, n, err = st.snap.AppendPatch(st.patch[:0], pod); err != nil {
-		h.results[resultError].Inc()
-		return errored(http.StatusInternalServerError, fmt.Errorf("computing the patch: %w", err))
-	}
-	h.results[resultInjected].Inc()
-	if l := h.log.V(1); l.Enabled() {
-		l.Info("pod injected", "namespace", req.Namespace, "name", pod.Name, "generateName", pod.GenerateName, "requestID", req.UID, "reason", res.Reason)
+		return errored(http.StatusInternalServerError, fmt.Errorf("computing the patch: %w", err)), internalError
 	}
 	resp := allowed(res.Reason)
 	resp.warnings = res.Warnings
 	if n > 0 {
 		resp.patch = st.patch
 	}
-	return resp
+	if res.Updated {
+		return resp, outcome{resultUpdated, int(res.Code)}
+	}
+	return resp, outcome{resultInjected, int(res.Code)}
 }
 
 // undecodable answers a review whose full decoding failed: a request the webhook should not
 // have been sent, whose object need not be a pod, is allowed as controller-runtime's handler
 // would; a malformed pod or review is an error.
-func (h *Handler) undecodable(body []byte, st *state, err error) response {
+func (h *Handler) undecodable(body []byte, st *state, err error) (response, outcome) {
 	var hdr reviewHeader
 	if sigsjson.UnmarshalCaseSensitivePreserveInts(body, &hdr) != nil || hdr.Request == nil {
-		h.results[resultError].Inc()
-		return errored(http.StatusBadRequest, fmt.Errorf("decoding the AdmissionReview: %w", err))
+		return errored(http.StatusBadRequest, fmt.Errorf("decoding the AdmissionReview: %w", err)), badRequest
 	}
 	if resp, ok := h.checkVersion(st, hdr.APIVersion, hdr.Kind); !ok {
-		return resp
+		return resp, badRequest
 	}
 	st.uid = string(hdr.Request.UID)
 	req := hdr.Request
 	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
-		return allowed("not a pod creation")
+		return allowed("not a pod creation"), notPodCreate
 	}
-	h.results[resultError].Inc()
-	return errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	return errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err)), badRequest
 }
 
 // checkVersion records the version to answer in, or answers an error for a body that is not
@@ -263,7 +267,6 @@ func (h *Handler) checkVersion(st *state, apiVersion, kind string) (response, bo
 		st.apiVersion = apiVersion
 	case apiVersion == "" && (kind == reviewKind || kind == ""):
 	default:
-		h.results[resultError].Inc()
 		return errored(http.StatusBadRequest, fmt.Errorf("decoding the AdmissionReview: apiVersion %q, kind %q: want kind %s of %s or %s",
 			apiVersion, kind, reviewKind, reviewV1, reviewV1beta1)), false
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap/zapcore"
 	jsonpatchapply "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -212,33 +214,33 @@ func TestResponses(t *testing.T) {
 		code        int32
 		message     string
 		warning     string
-		result      int // the result counted
+		out         outcome // the result and reason counted
 	}{
-		{name: "injected", body: reviewBody(t, optIn, nil), allowed: true, patched: true, result: resultInjected},
-		{name: "skipped", body: reviewBody(t, pod(`{}`), nil), allowed: true, code: 200, result: resultSkipped},
+		{name: "injected", body: reviewBody(t, optIn, nil), allowed: true, patched: true, out: outcome{resultInjected, int(injector.ReasonOptedIn)}},
+		{name: "skipped", body: reviewBody(t, pod(`{}`), nil), allowed: true, code: 200, out: outcome{resultSkipped, int(injector.ReasonNotOptedIn)}},
 		{name: "refused", body: reviewBody(t, pod(`{"apiaccess.io/inject":"true","apiaccess.io/read-only":"yes"}`), nil),
-			code: http.StatusForbidden, message: `annotation apiaccess.io/read-only: invalid value "yes": must be "true" or "false"`, result: resultRefused},
+			code: http.StatusForbidden, message: `annotation apiaccess.io/read-only: invalid value "yes": must be "true" or "false"`, out: outcome{resultRefused, int(injector.ReasonRefusedAnnotation)}},
 		{name: "enforced overrides opt-out", mode: injector.ModeEnforced, body: reviewBody(t, pod(`{"apiaccess.io/inject":"false"}`), nil),
-			allowed: true, patched: true, warning: `"false" overridden`, result: resultInjected},
+			allowed: true, patched: true, warning: `"false" overridden`, out: outcome{resultInjected, int(injector.ReasonEnforcedOverride)}},
 		{name: "a pod of the wrong shape", body: reviewBody(t, []byte(`{"metadata":{"name":"p"},"spec":{"containers":"app"}}`), nil),
-			code: http.StatusBadRequest, message: "decoding pod: json: cannot unmarshal string", result: resultError},
+			code: http.StatusBadRequest, message: "decoding pod: json: cannot unmarshal string", out: badRequest},
 		{name: "not a pod", body: reviewBody(t, []byte(`{"metadata":{"name":"c"},"spec":"not a pod spec"}`), func(r *admissionv1.AdmissionRequest) {
 			r.Resource = metav1.GroupVersionResource{Version: "v1", Resource: "configmaps"}
-		}), allowed: true, code: 200, message: "not a pod creation", result: -1},
+		}), allowed: true, code: 200, message: "not a pod creation", out: notPodCreate},
 		{name: "an update", body: reviewBody(t, optIn, func(r *admissionv1.AdmissionRequest) { r.Operation = admissionv1.Update }),
-			allowed: true, code: 200, message: "not a pod creation", result: -1},
+			allowed: true, code: 200, message: "not a pod creation", out: notPodCreate},
 		{name: "a v1beta1 review is answered in v1beta1", body: bytes.Replace(reviewBody(t, optIn, nil), []byte(reviewV1), []byte(reviewV1beta1), 1),
-			apiVersion: reviewV1beta1, allowed: true, patched: true, result: resultInjected},
+			apiVersion: reviewV1beta1, allowed: true, patched: true, out: outcome{resultInjected, int(injector.ReasonOptedIn)}},
 		{name: "field names are case-sensitive", body: bytes.Replace(reviewBody(t, optIn, nil), []byte(`"annotations"`), []byte(`"Annotations"`), 1),
-			allowed: true, code: 200, result: resultSkipped},
-		{name: "not JSON", body: []byte(`{"kind":`), uid: "-", code: http.StatusBadRequest, message: "decoding the AdmissionReview", result: resultError},
+			allowed: true, code: 200, out: outcome{resultSkipped, int(injector.ReasonNotOptedIn)}},
+		{name: "not JSON", body: []byte(`{"kind":`), uid: "-", code: http.StatusBadRequest, message: "decoding the AdmissionReview", out: badRequest},
 		{name: "not an AdmissionReview", body: []byte(`{"apiVersion":"v1","kind":"Pod","request":{"uid":"x"}}`), uid: "-",
-			code: http.StatusBadRequest, message: `apiVersion "v1", kind "Pod": want kind AdmissionReview`, result: resultError},
+			code: http.StatusBadRequest, message: `apiVersion "v1", kind "Pod": want kind AdmissionReview`, out: badRequest},
 		{name: "no request", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), uid: "-",
-			code: http.StatusBadRequest, message: "it has no request.uid", result: resultError},
+			code: http.StatusBadRequest, message: "it has no request.uid", out: badRequest},
 		{name: "not application/json", body: reviewBody(t, optIn, nil), contentType: "application/yaml", uid: "-",
-			code: http.StatusBadRequest, message: "contentType=application/yaml, expected application/json", result: resultError},
-		{name: "empty", body: []byte{}, uid: "-", code: http.StatusBadRequest, message: "request body is empty", result: resultError},
+			code: http.StatusBadRequest, message: "contentType=application/yaml, expected application/json", out: badRequest},
+		{name: "empty", body: []byte{}, uid: "-", code: http.StatusBadRequest, message: "request body is empty", out: badRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,10 +249,7 @@ func TestResponses(t *testing.T) {
 			if contentType == "" {
 				contentType = "application/json"
 			}
-			var counter float64
-			if tt.result >= 0 {
-				counter = count(t, h.results[tt.result])
-			}
+			counter := count(t, h.counters[tt.out.result][tt.out.reason])
 			ar := post(t, h, tt.body, contentType)
 			resp := ar.Response
 			if resp.Allowed != tt.allowed || (len(resp.Patch) > 0) != tt.patched {
@@ -272,10 +271,9 @@ func TestResponses(t *testing.T) {
 			if ar.APIVersion != wantVersion || string(resp.UID) != wantUID {
 				t.Errorf("answer %s for UID %q, want %s for %q", ar.APIVersion, resp.UID, wantVersion, wantUID)
 			}
-			if tt.result >= 0 {
-				if got := count(t, h.results[tt.result]) - counter; got != 1 {
-					t.Errorf("apiaccess_injections_total{result=%q} went up by %v, want 1", resultLabels[tt.result], got)
-				}
+			if got := count(t, h.counters[tt.out.result][tt.out.reason]) - counter; got != 1 {
+				t.Errorf("apiaccess_injections_total{result=%q, reason=%q} went up by %v, want 1",
+					resultLabels[tt.out.result], reasonLabel(tt.out.reason), got)
 			}
 		})
 	}
@@ -430,6 +428,9 @@ func BenchmarkServeHTTP(b *testing.B) {
 		handler http.Handler
 	}{
 		{"api-access-injector", newHandler(b, injector.ModeOptIn)},
+		// With the decision log on, as the binary logs at info, JSON to a discarded stream:
+		// the cost of one log line per admission, against the row above.
+		{"api-access-injector-info-log", withLog(newHandler(b, injector.ModeOptIn), zapcore.AddSync(io.Discard), zapcore.InfoLevel)},
 		{"null", http.HandlerFunc(nullWebhook)},
 	} {
 		b.Run(bench.name, func(b *testing.B) {
