@@ -87,12 +87,7 @@ func runWebhook(args []string) error {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 
-	zc := zap.NewProductionConfig()
-	if f.logFormatDev {
-		zc = zap.NewDevelopmentConfig()
-	}
-	zc.Level = zap.NewAtomicLevelAt(level)
-	zl, err := zc.Build()
+	zl, err := logConfig(level, f.logFormatDev).Build()
 	if err != nil {
 		return fmt.Errorf("building logger: %w", err)
 	}
@@ -132,4 +127,20 @@ func runWebhook(args []string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// logConfig is the webhook's zap configuration: JSON (or console) at level, timestamps in
+// RFC 3339 as the sidecar writes them, and no sampling, since each admission decision is
+// logged once at info and a sampled log could not answer why a given pod was (not)
+// injected (zap's production default drops repeats beyond 100 a second:
+// https://pkg.go.dev/go.uber.org/zap#SamplingConfig).
+func logConfig(level zapcore.Level, console bool) zap.Config {
+	zc := zap.NewProductionConfig()
+	if console {
+		zc = zap.NewDevelopmentConfig()
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.Sampling = nil
+	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	return zc
 }
