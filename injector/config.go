@@ -70,8 +70,13 @@ type SidecarConfig struct {
 	// RunAsUser is the sidecar's numeric user. Default DefaultSidecarUser.
 	RunAsUser int64 `json:"runAsUser,omitempty"`
 	// Resources of the sidecar. Default: requests 10m CPU and 32Mi memory, limit 64Mi memory,
-	// so that ResourceQuota and LimitRange accept the pod.
+	// so that ResourceQuota and LimitRange accept the pod. Pods may override each by
+	// annotation (ResourceAnnotations).
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	// ImagePullSecrets are added to injected pods' spec.imagePullSecrets, for a sidecar image
+	// in a private registry: those the pod lacks are appended, none of the pod's is removed.
+	// Each must exist in the pod's namespace for the kubelet to use it.
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 }
 
 // AlwaysExcludedNamespaces are never injected: the cluster's own components must not depend
@@ -179,6 +184,11 @@ func (c *Config) Validate() error {
 	for name, req := range r.Requests {
 		if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
 			add("sidecar.resources: request %s=%s exceeds its limit %s", name, req.String(), lim.String())
+		}
+	}
+	for i, ref := range c.Sidecar.ImagePullSecrets {
+		for _, msg := range validation.IsDNS1123Subdomain(ref.Name) {
+			add("sidecar.imagePullSecrets[%d].name: %q is not a Secret name: %s", i, ref.Name, msg)
 		}
 	}
 	for i, ns := range c.ExcludedNamespaces {

@@ -17,7 +17,8 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the
 
 // TestGolden injects every testdata/<case>.in.yaml and compares the pod, and the warnings,
 // with testdata/<case>.golden.yaml. It also checks that injecting the result again changes
-// nothing and warns of nothing new. Cases named kubectl-* run in sidecar.mode kubectl.
+// nothing and warns of nothing new. Cases named kubectl-* run in sidecar.mode kubectl;
+// cases named pull-secrets* with sidecar.imagePullSecrets sidecar-registry and shared.
 func TestGolden(t *testing.T) {
 	inputs, err := filepath.Glob("testdata/*.in.yaml")
 	if err != nil || len(inputs) == 0 {
@@ -28,6 +29,14 @@ func TestGolden(t *testing.T) {
 		inj := newInjector(t)
 		if strings.HasPrefix(name, "kubectl-") {
 			inj = newKubectlInjector(t)
+		}
+		if strings.HasPrefix(name, "pull-secrets") {
+			cfg := testConfig()
+			cfg.Sidecar.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "sidecar-registry"}, {Name: "shared"}}
+			var err error
+			if inj, err = New(cfg); err != nil {
+				t.Fatal(err)
+			}
 		}
 		t.Run(name, func(t *testing.T) {
 			pod := readPod(t, in)

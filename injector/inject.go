@@ -88,6 +88,7 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	if opts.IsolateToken {
 		isolateToken(spec)
 	}
+	spec.ImagePullSecrets = withPullSecrets(spec.ImagePullSecrets, i.cfg.Sidecar.ImagePullSecrets)
 	spec.Volumes = upsertVolume(spec.Volumes, tokenVolume(opts))
 	spec.Volumes = upsertVolume(spec.Volumes, kubeconfigVolume())
 	volumes := []string{TokenVolumeName, KubeconfigVolumeName}
@@ -258,4 +259,17 @@ func containerNames(pod *corev1.Pod) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
+}
+
+// withPullSecrets returns the pod's image pull secrets with each of ours it lacks appended,
+// in order; the pod's own are kept, so injecting twice changes nothing. The pod's list is
+// never written in place: patch.Snapshot does not clone it (see its contract), so a new list
+// is made when one is added.
+func withPullSecrets(pod, ours []corev1.LocalObjectReference) []corev1.LocalObjectReference {
+	for _, ref := range ours {
+		if !slices.Contains(pod, ref) {
+			pod = append(slices.Clip(pod), ref)
+		}
+	}
+	return pod
 }

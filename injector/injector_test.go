@@ -282,7 +282,8 @@ func TestServiceAccountDefaulted(t *testing.T) {
 
 func TestConfigValidateReportsEverything(t *testing.T) {
 	cfg := Config{ProxyPort: 80, TokenExpirationSeconds: 5, ExcludedNamespaces: []string{"Bad_NS"},
-		Sidecar: SidecarConfig{ImagePullPolicy: "Sometimes", HealthPort: 80, RunAsUser: -1}}
+		Sidecar: SidecarConfig{ImagePullPolicy: "Sometimes", HealthPort: 80, RunAsUser: -1,
+			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "ok"}, {Name: "Not_A_Name"}}}}
 	cfg.Default()
 	cfg.Sidecar.Resources.Limits = nil
 	err := cfg.Validate()
@@ -291,7 +292,8 @@ func TestConfigValidateReportsEverything(t *testing.T) {
 	}
 	for _, want := range []string{"sidecar.image: required", `sidecar.imagePullPolicy: "Sometimes"`, "proxyPort: 80 is out of range",
 		"sidecar.healthPort: 80 is also the proxyPort", "sidecar.runAsUser: -1", "tokenExpirationSeconds: 5",
-		"sidecar.resources.limits.memory: required", `excludedNamespaces[0]: "Bad_NS"`} {
+		"sidecar.resources.limits.memory: required", `excludedNamespaces[0]: "Bad_NS"`,
+		`sidecar.imagePullSecrets[1].name: "Not_A_Name" is not a Secret name`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q\ndoes not contain %q", err, want)
 		}

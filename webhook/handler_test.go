@@ -475,3 +475,56 @@ func nullWebhook(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(&review)
 }
+
+// TestPatchAddsPullSecrets: with sidecar.imagePullSecrets, the derived patch adds those a pod
+// lacks and keeps its own, as the whole-document diff would (the pod's list is not one
+// patch.Snapshot clones, so the injector must not write it in place).
+func TestPatchAddsPullSecrets(t *testing.T) {
+	inj, err := injector.New(injector.Config{Version: "test", Sidecar: injector.SidecarConfig{
+		Image:            "registry.example.com/api-proxy:test",
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "sidecar-registry"}, {Name: "shared"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(inj, injector.ModeOptIn)
+	for _, tt := range []struct {
+		name string
+		own  string // the pod's spec.imagePullSecrets, as JSON
+		want []corev1.LocalObjectReference
+	}{
+		{"none", ``, []corev1.LocalObjectReference{{Name: "sidecar-registry"}, {Name: "shared"}}},
+		{"empty", `"imagePullSecrets":[],`, []corev1.LocalObjectReference{{Name: "sidecar-registry"}, {Name: "shared"}}},
+		{"some, one shared", `"imagePullSecrets":[{"name":"team"},{"name":"shared"}],`,
+			[]corev1.LocalObjectReference{{Name: "team"}, {Name: "shared"}, {Name: "sidecar-registry"}}},
+		{"all", `"imagePullSecrets":[{"name":"shared"},{"name":"sidecar-registry"}],`,
+			[]corev1.LocalObjectReference{{Name: "shared"}, {Name: "sidecar-registry"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","annotations":{"apiaccess.io/inject":"true"}},` +
+				`"spec":{` + tt.own + `"containers":[{"name":"app","image":"a"}]}}`)
+			resp := post(t, h, reviewBody(t, raw, nil), "application/json").Response
+			patched, err := json.Marshal(applyPatch(t, raw, resp.Patch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got corev1.Pod
+			if err := json.Unmarshal(patched, &got); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got.Spec.ImagePullSecrets); diff != "" {
+				t.Errorf("imagePullSecrets (-want +got):\n%s\npatch: %s", diff, resp.Patch)
+			}
+			var want corev1.Pod
+			if err := json.Unmarshal(raw, &want); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := inj.Mutate(injector.Namespace{Name: "team-a"}, &want); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(&want, &got); diff != "" {
+				t.Errorf("patched request differs from the injector's pod (-injector +patched):\n%s", diff)
+			}
+		})
+	}
+}

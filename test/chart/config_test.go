@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/api-access-injector/api-access-injector/injector"
@@ -26,6 +27,7 @@ func TestRenderedConfigLoads(t *testing.T) {
 		{"kubectl mode", []string{"--set", "sidecar.mode=kubectl"}, injector.SidecarKubectl, "registry.k8s.io/kubectl:v1.37.2", 443, "cluster.local"},
 		{"transparent port and cluster domain", []string{"--set", "sidecar.transparentPort=6443,sidecar.clusterDomain=corp.example"},
 			injector.SidecarAPIProxy, "api-proxy:", 6443, "corp.example"},
+		{"pull secrets", []string{"--set-json", `sidecar.imagePullSecrets=[{"name":"regcred"},{"name":"mirror"}]`}, injector.SidecarAPIProxy, "api-proxy:", 443, "cluster.local"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var cm corev1.ConfigMap
@@ -47,6 +49,13 @@ func TestRenderedConfigLoads(t *testing.T) {
 			}
 			if got.TransparentPort != tt.transparentPort || got.ClusterDomain != tt.clusterDomain {
 				t.Errorf("transparentPort %d, clusterDomain %q; want %d, %q", got.TransparentPort, got.ClusterDomain, tt.transparentPort, tt.clusterDomain)
+			}
+			var wantSecrets []corev1.LocalObjectReference
+			if tt.name == "pull secrets" {
+				wantSecrets = []corev1.LocalObjectReference{{Name: "regcred"}, {Name: "mirror"}}
+			}
+			if diff := cmp.Diff(wantSecrets, got.Sidecar.ImagePullSecrets); diff != "" {
+				t.Errorf("sidecar.imagePullSecrets (-want +got):\n%s", diff)
 			}
 			for _, ns := range []string{"kube-system", "kube-node-lease", releaseNamespace} {
 				if !slices.Contains(got.ExcludedNamespaces, ns) && !slices.Contains(injector.AlwaysExcludedNamespaces, ns) {
