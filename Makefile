@@ -66,6 +66,7 @@ test: verify vet envtest helm promtool clients ## Run every test: unit, envtest 
 .PHONY: fuzz
 fuzz: ## Fuzz each target briefly (a fixed count of executions; FUZZTIME=5m to go longer).
 	go test ./injector -run '^$$' -fuzz '^FuzzParseOptions$$' -fuzztime $(or $(FUZZTIME),30000x)
+	go test ./injector -run '^$$' -fuzz '^FuzzResourceOverrides$$' -fuzztime $(or $(FUZZTIME),3000x)
 	go test ./webhook -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(or $(FUZZTIME),5000x)
 	go test ./injector/patch -run '^$$' -fuzz '^FuzzDiff$$' -fuzztime $(or $(FUZZTIME),300000x)
 	go test ./internal/manifest -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(or $(FUZZTIME),3000x)

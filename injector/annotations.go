@@ -42,6 +42,15 @@ const (
 	// (--access-log): verb, resource, status code, outcome, latency and user agent, never a
 	// credential. Only the api-proxy sidecar has it; kubectl proxy has no access log.
 	AccessLogAnnotation = "apiaccess.io/access-log"
+	// ProxyCPURequestAnnotation, ProxyCPULimitAnnotation, ProxyMemoryRequestAnnotation and
+	// ProxyMemoryLimitAnnotation override the sidecar's CPU and memory request and limit
+	// (Config.Sidecar.Resources) for one pod, e.g. a controller whose informers cache more
+	// than the default memory limit holds. Each is a positive Kubernetes quantity ("250m",
+	// "128Mi"); a request above its limit (the pod's or the configuration's) is refused.
+	ProxyCPURequestAnnotation    = "apiaccess.io/proxy-cpu-request"
+	ProxyCPULimitAnnotation      = "apiaccess.io/proxy-cpu-limit"
+	ProxyMemoryRequestAnnotation = "apiaccess.io/proxy-memory-request"
+	ProxyMemoryLimitAnnotation   = "apiaccess.io/proxy-memory-limit"
 )
 
 // Pod annotations that the injector writes, or wrote.

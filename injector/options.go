@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Options are the per-pod settings, resolved from the pod's annotations and the Config.
@@ -23,6 +25,9 @@ type Options struct {
 	AllowExec bool
 	// AccessLog makes the sidecar log every API request (--access-log).
 	AccessLog bool
+	// Resources of the sidecar: the configuration's, with the pod's overrides (see
+	// parseResources). Shared with the configuration: copy before changing.
+	Resources corev1.ResourceRequirements
 }
 
 // userAnnotations are the pod annotation keys users set, in the order of annotations.go
@@ -38,6 +43,10 @@ var userAnnotations = []string{
 	TransparentAnnotation,
 	AllowExecAnnotation,
 	AccessLogAnnotation,
+	ProxyCPURequestAnnotation,
+	ProxyCPULimitAnnotation,
+	ProxyMemoryRequestAnnotation,
+	ProxyMemoryLimitAnnotation,
 }
 
 // writtenAnnotations are the keys under AnnotationPrefix that the injector itself writes, now
@@ -137,6 +146,7 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 	}
 	o.AllowExec = parseBool(&r, annotations, AllowExecAnnotation)
 	o.AccessLog = parseBool(&r, annotations, AccessLogAnnotation)
+	o.Resources = parseResources(&r, annotations, cfg)
 	return o, r.orNil()
 }
 

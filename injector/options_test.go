@@ -63,7 +63,8 @@ func TestIntegersAreParsedStrictly(t *testing.T) {
 
 func TestUnknownAnnotationKeys(t *testing.T) {
 	const known = "the keys users set are apiaccess.io/inject, apiaccess.io/proxy-port, apiaccess.io/token-audience, " +
-		"apiaccess.io/token-expiration-seconds, apiaccess.io/read-only, apiaccess.io/isolate-token, apiaccess.io/containers, apiaccess.io/transparent, apiaccess.io/allow-exec, apiaccess.io/access-log"
+		"apiaccess.io/token-expiration-seconds, apiaccess.io/read-only, apiaccess.io/isolate-token, apiaccess.io/containers, apiaccess.io/transparent, apiaccess.io/allow-exec, apiaccess.io/access-log, " +
+		"apiaccess.io/proxy-cpu-request, apiaccess.io/proxy-cpu-limit, apiaccess.io/proxy-memory-request, apiaccess.io/proxy-memory-limit"
 	tests := []struct {
 		name        string
 		annotations map[string]string

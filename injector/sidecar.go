@@ -52,7 +52,7 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 		Ports: []corev1.ContainerPort{{
 			Name: HealthPortName, ContainerPort: s.HealthPort, Protocol: corev1.ProtocolTCP,
 		}},
-		Resources:    *s.Resources.DeepCopy(),
+		Resources:    *opts.Resources.DeepCopy(),
 		VolumeMounts: mounts,
 		// A native sidecar: started before the other init containers, kept running, and
 		// stopped after the app, so that Jobs complete

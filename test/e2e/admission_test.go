@@ -266,7 +266,9 @@ func TestAnnotationsParsedStrictly(t *testing.T) {
 		{"apiaccess.io/readonly", "true", "annotation apiaccess.io/readonly: unknown key; the keys users set are apiaccess.io/inject, " +
 			"apiaccess.io/proxy-port, apiaccess.io/token-audience, apiaccess.io/token-expiration-seconds, apiaccess.io/read-only, " +
 			"apiaccess.io/isolate-token, apiaccess.io/containers, apiaccess.io/transparent, apiaccess.io/allow-exec, " +
-			"apiaccess.io/access-log"},
+			"apiaccess.io/access-log, apiaccess.io/proxy-cpu-request, apiaccess.io/proxy-cpu-limit, apiaccess.io/proxy-memory-request, apiaccess.io/proxy-memory-limit"},
+		{injector.ProxyMemoryRequestAnnotation, "128Mi", `annotation apiaccess.io/proxy-memory-request: invalid value "128Mi": ` +
+			`exceeds the sidecar's memory limit 64Mi (the injector's configuration); lower the request or raise the limit`},
 	}
 	ns := newNamespace(t, nil)
 	for i, tt := range tests {
@@ -280,4 +282,25 @@ func TestAnnotationsParsedStrictly(t *testing.T) {
 	// The keys the injector writes are not unknown: a re-applied injected pod carries them.
 	pod, _ := mustCreatePod(t, ns, appPod("written", optIn()))
 	mustCreatePod(t, ns, reapplied(pod, "written-again"))
+}
+
+// TestResourceOverrides: the sidecar of a pod with the proxy-* resource annotations gets
+// them, over the configuration's, as the API server stores the pod.
+func TestResourceOverrides(t *testing.T) {
+	ns := newNamespace(t, nil)
+	p := appPod("resources", optIn())
+	p.Annotations[injector.ProxyCPURequestAnnotation] = "50m"
+	p.Annotations[injector.ProxyCPULimitAnnotation] = "500m"
+	p.Annotations[injector.ProxyMemoryLimitAnnotation] = "128Mi"
+	pod, _ := mustCreatePod(t, ns, p)
+	want := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+	}
+	if len(pod.Spec.InitContainers) == 0 || pod.Spec.InitContainers[0].Name != injector.SidecarName {
+		t.Fatalf("not injected: %+v", pod.Spec.InitContainers)
+	}
+	if diff := cmp.Diff(want, pod.Spec.InitContainers[0].Resources); diff != "" {
+		t.Errorf("sidecar resources (-want +got):\n%s", diff)
+	}
 }

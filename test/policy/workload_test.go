@@ -61,6 +61,15 @@ var badAnnotations = []struct {
 	{"access-log after allow-exec", map[string]string{injector.AccessLogAnnotation: "TRUE", injector.AllowExecAnnotation: "1"}},
 	{"access-log misspelt", map[string]string{injector.InjectAnnotation: "true", "apiaccess.io/accesslog": "true"}},
 	{"unknown key and a bad value", map[string]string{"apiaccess.io/proxyport": "9000", injector.ProxyPortAnnotation: "0"}},
+	{"cpu request not a quantity", map[string]string{injector.ProxyCPURequestAnnotation: "lots"}},
+	{"memory limit zero", map[string]string{injector.ProxyMemoryLimitAnnotation: "0"}},
+	{"cpu limit negative, memory request with a space", map[string]string{injector.ProxyCPULimitAnnotation: "-1", injector.ProxyMemoryRequestAnnotation: "64 Mi"}},
+	{"memory request above the configured limit", map[string]string{injector.ProxyMemoryRequestAnnotation: "128Mi"}},
+	{"memory request above the configured limit, spelt otherwise", map[string]string{injector.ProxyMemoryRequestAnnotation: "0.1Gi"}},
+	{"cpu request above the pod's limit", map[string]string{injector.ProxyCPURequestAnnotation: "2", injector.ProxyCPULimitAnnotation: "500m"}},
+	{"memory limit below the configured request", map[string]string{injector.ProxyMemoryLimitAnnotation: "16Mi"}},
+	{"resources after the other values", map[string]string{injector.AllowExecAnnotation: "yes", injector.ProxyMemoryLimitAnnotation: "x",
+		injector.ProxyCPURequestAnnotation: "1e3", injector.ProxyCPULimitAnnotation: "1", "apiaccess.io/proxy-cpu": "1"}},
 }
 
 // TestWorkloadRefusalsMatchTheWebhook: for each bad annotation set, the workload policy
@@ -77,7 +86,9 @@ func TestWorkloadRefusalsMatchTheWebhook(t *testing.T) {
 	}{"valid", map[string]string{
 		injector.InjectAnnotation: "false", injector.ProxyPortAnnotation: "9000", injector.TokenExpirationSecondsAnnotation: "600",
 		injector.TokenAudienceAnnotation: "vault", injector.ReadOnlyAnnotation: "true", injector.IsolateTokenAnnotation: "true",
-		injector.ContainersAnnotation: "app", injector.TransparentAnnotation: "true", injector.AllowExecAnnotation: "true", injector.AccessLogAnnotation: "true", injector.StatusAnnotation: "{}", injector.KubeconfigAnnotation: "x"}})
+		injector.ContainersAnnotation: "app", injector.TransparentAnnotation: "true", injector.AllowExecAnnotation: "true", injector.AccessLogAnnotation: "true", injector.StatusAnnotation: "{}", injector.KubeconfigAnnotation: "x",
+		injector.ProxyCPURequestAnnotation: "250m", injector.ProxyCPULimitAnnotation: "1", injector.ProxyMemoryRequestAnnotation: "64Mi",
+		injector.ProxyMemoryLimitAnnotation: "0.5Gi"}})
 	for _, tt := range rows {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := podFor("p", tt.annotations)
