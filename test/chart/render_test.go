@@ -56,6 +56,9 @@ func TestDefaultRender(t *testing.T) {
 		"Deployment/" + fullname, "MutatingWebhookConfiguration/" + fullname, "PodDisruptionBudget/" + fullname,
 		"Role/" + fullname, "RoleBinding/" + fullname, "Secret/" + fullname + "-tls",
 		"Service/" + fullname + "-webhook", "ServiceAccount/" + fullname,
+		// The helm test hooks (helm_test_test.go).
+		"ServiceAccount/" + fullname + "-test", "Role/" + fullname + "-test", "RoleBinding/" + fullname + "-test",
+		"ConfigMap/" + fullname + "-test", "Pod/" + fullname + "-test",
 	}
 	for _, names := range policyNames {
 		for _, name := range names {
@@ -310,6 +313,9 @@ func TestProvidedMode(t *testing.T) {
 		t.Errorf("serving-certs volume = %+v, want the Secret my-tls", certs)
 	}
 	for _, k := range r.kinds() {
+		if strings.HasSuffix(k, "/"+fullname+"-test") {
+			continue // the helm test hooks, in every mode
+		}
 		if strings.HasPrefix(k, "Secret/") || strings.HasPrefix(k, "Role") || strings.HasPrefix(k, "ClusterRole") ||
 			strings.HasPrefix(k, "Certificate/") || strings.HasPrefix(k, "Issuer/") {
 			t.Errorf("%s rendered in provided mode", k)
