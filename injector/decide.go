@@ -33,6 +33,9 @@ func ParseNamespaceMode(label string) (NamespaceMode, error) {
 type Namespace struct {
 	Name string
 	Mode NamespaceMode
+	// Annotations of the namespace, of which the injector reads NamespaceDefaultAnnotations;
+	// nil when not known (the offline inject command).
+	Annotations map[string]string
 }
 
 // Decision says whether a pod is injected, and why.

@@ -66,7 +66,8 @@ func (i *Injector) Inject(namespace string, pod *corev1.Pod) (warnings []string,
 // how this pod can do without the sidecar.
 func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err error) {
 	var r Refusal
-	opts, err := ParseOptions(pod.Annotations, &i.cfg)
+	annotations, warnings := withNamespaceDefaults(&r, ns, pod.Annotations)
+	opts, err := ParseOptions(annotations, &i.cfg)
 	if err != nil {
 		r.merge(err.(*Refusal))
 	}
