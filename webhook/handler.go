@@ -55,8 +55,9 @@ const maxRequestSize = 7 << 20
 // one buffer. It keeps what admission.Webhook gives: panic recovery, warnings, both
 // AdmissionReview versions.
 type Handler struct {
-	injector *injector.Injector
-	mode     injector.NamespaceMode
+	injector   *injector.Injector
+	mode       injector.NamespaceMode
+	namespaces Namespaces // nil: no namespace defaults
 	log      decisionLog
 	// counters holds the counter of each valid result and reason for this mode, so that
 	// counting costs no label lookup; nil where the pair cannot occur.
@@ -90,10 +91,17 @@ func (h *Handler) record(st *state, out outcome, resp *response) {
 	}
 }
 
-// Register serves one handler per namespace mode on a webhook server.
-func Register(mux interface{ Register(string, http.Handler) }, inj *injector.Injector) {
+// WithNamespaces has the handler read its pods' namespace defaults from ns, and returns it.
+func (h *Handler) WithNamespaces(ns Namespaces) *Handler {
+	h.namespaces = ns
+	return h
+}
+
+// Register serves one handler per namespace mode on a webhook server, each reading namespace
+// defaults from ns (none if nil).
+func Register(mux interface{ Register(string, http.Handler) }, inj *injector.Injector, ns Namespaces) {
 	for path, mode := range Paths {
-		mux.Register(path, NewHandler(inj, mode))
+		mux.Register(path, NewHandler(inj, mode).WithNamespaces(ns))
 	}
 }
 
@@ -212,8 +220,12 @@ func (h *Handler) serve(r *http.Request, st *state) (response, outcome) {
 	// (https://github.com/Azure/azure-workload-identity/issues/1312); and named lists are
 	// patched by name, so that inserting the sidecar first in initContainers does not shift
 	// those fields into the wrong container.
+	ns := injector.Namespace{Name: req.Namespace, Mode: h.mode}
+	if h.namespaces != nil {
+		ns.Annotations = h.namespaces.Annotations(r.Context(), req.Namespace)
+	}
 	st.snap.Take(pod)
-	res, err := h.injector.Mutate(injector.Namespace{Name: req.Namespace, Mode: h.mode}, pod)
+	res, err := h.injector.Mutate(ns, pod)
 	var refusal *injector.Refusal
 	switch {
 	case errors.As(err, &refusal):

@@ -45,6 +45,10 @@ type Options struct {
 	// ShutdownDelay is how long the process keeps serving, reporting not ready, once asked to
 	// stop (see Server.Start). 0 stops at once.
 	ShutdownDelay time.Duration
+	// Namespaces gives the handlers the namespace defaults of a pod's namespace. nil: a
+	// metadata-only informer of the cluster's namespaces (webhook.NamespaceCache); tests set
+	// another to play a stale cache.
+	Namespaces webhook.Namespaces
 }
 
 // Server is the webhook process: a controller-runtime manager, whose Start adds what the
@@ -88,11 +92,19 @@ func New(restConfig *rest.Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	s := &Server{Manager: mgr, opts: o, log: ctrl.Log.WithName("server")}
+	namespaces := o.Namespaces
+	if namespaces == nil {
+		nc := webhook.NewNamespaceCache(mgr.GetCache(), mgr.GetAPIReader())
+		if err := mgr.Add(nc); err != nil {
+			return nil, err
+		}
+		namespaces = nc
+	}
 	watchCertExpiry(o.CertDir)
 	// The manager starts the webhook server once mgr.GetWebhookServer has been called (at
 	// once if the manager runs already): so that is done only once there is a certificate.
 	serve := func() {
-		webhook.Register(closingMux{server: mgr.GetWebhookServer(), stopping: &s.stopping}, o.Injector)
+		webhook.Register(closingMux{server: mgr.GetWebhookServer(), stopping: &s.stopping}, o.Injector, namespaces)
 	}
 	if o.SelfManagedCerts == nil {
 		serve()

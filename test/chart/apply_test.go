@@ -127,8 +127,16 @@ func TestRBAC(t *testing.T) {
 		// The certificate rotator's caches watch whole kinds: its namespace's Secrets and
 		// every webhook configuration.
 		"list the namespace's Secrets": func() error { _, err := secrets.List(ctx, metav1.ListOptions{}); return err },
-		"list all configurations":      func() error { _, err := hooks.List(ctx, metav1.ListOptions{}); return err },
-		"list its configuration":       func() error { _, err := hooks.List(ctx, byName(name)); return err },
+		// The namespace defaults: a metadata-only informer of the namespaces.
+		"get a namespace": func() error { _, err := sa.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); return err },
+		"list namespaces": func() error { _, err := sa.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); return err },
+		"watch namespaces": func() error {
+			w, err := sa.CoreV1().Namespaces().Watch(ctx, metav1.ListOptions{})
+			stopWatch(w)
+			return err
+		},
+		"list all configurations": func() error { _, err := hooks.List(ctx, metav1.ListOptions{}); return err },
+		"list its configuration":  func() error { _, err := hooks.List(ctx, byName(name)); return err },
 		"watch its configuration": func() error {
 			w, err := hooks.Watch(ctx, byName(name))
 			stopWatch(w)
@@ -190,6 +198,14 @@ func TestRBAC(t *testing.T) {
 			return err
 		},
 		"list pods": func() error { _, err := sa.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); return err },
+		"update a namespace": func() error {
+			var n corev1.Namespace
+			if err := admin.Get(ctx, client.ObjectKey{Name: ns}, &n); err != nil {
+				return err
+			}
+			_, err := sa.CoreV1().Namespaces().Update(ctx, &n, metav1.UpdateOptions{})
+			return err
+		},
 	}
 	for what, do := range forbidden {
 		if err := do(); !apierrors.IsForbidden(err) {

@@ -176,6 +176,7 @@ func TestDefaultRender(t *testing.T) {
 	var clusterRole rbacv1.ClusterRole
 	r.decode(t, "ClusterRole", fullname, &clusterRole)
 	wantRules = []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{fullname}, Verbs: []string{"get", "update", "patch"}},
 		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"list", "watch"}},
 	}
@@ -229,11 +230,12 @@ func TestDefaultRender(t *testing.T) {
 func TestCertManagerMode(t *testing.T) {
 	r := render(t, "--set", "certificates.mode=cert-manager")
 
-	for _, kind := range []string{"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Secret"} {
+	for _, kind := range []string{"Role", "RoleBinding", "Secret"} {
 		if o := r.find(kind, fullname); o != nil || r.find(kind, fullname+"-tls") != nil {
-			t.Errorf("%s rendered in cert-manager mode; the webhook needs no API access there", kind)
+			t.Errorf("%s rendered in cert-manager mode; the webhook needs no API access there but the namespaces' metadata", kind)
 		}
 	}
+	checkNamespacesOnly(t, r)
 	for _, name := range []string{fullname + "-selfsigned", fullname + "-ca"} {
 		if r.find("Issuer", name) == nil {
 			t.Errorf("Issuer %s not rendered; rendered: %v", name, r.kinds())
@@ -312,9 +314,10 @@ func TestProvidedMode(t *testing.T) {
 	if certs := volume(t, d.Spec.Template.Spec, "serving-certs"); certs.Secret == nil || certs.Secret.SecretName != "my-tls" {
 		t.Errorf("serving-certs volume = %+v, want the Secret my-tls", certs)
 	}
+	checkNamespacesOnly(t, r)
 	for _, k := range r.kinds() {
-		if strings.HasSuffix(k, "/"+fullname+"-test") {
-			continue // the helm test hooks, in every mode
+		if strings.HasSuffix(k, "/"+fullname+"-test") || k == "ClusterRole/"+fullname || k == "ClusterRoleBinding/"+fullname {
+			continue // the helm test hooks, and the namespaces' metadata, in every mode
 		}
 		if strings.HasPrefix(k, "Secret/") || strings.HasPrefix(k, "Role") || strings.HasPrefix(k, "ClusterRole") ||
 			strings.HasPrefix(k, "Certificate/") || strings.HasPrefix(k, "Issuer/") {
@@ -556,3 +559,20 @@ var (
 	caBundle string
 	caErr    error
 )
+
+// checkNamespacesOnly: without self-managed certificates, the webhook's only API access is
+// reading the namespaces' metadata (their defaults), bound to its ServiceAccount.
+func checkNamespacesOnly(t *testing.T, r *rendered) {
+	t.Helper()
+	var clusterRole rbacv1.ClusterRole
+	r.decode(t, "ClusterRole", fullname, &clusterRole)
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}}}
+	if diff := cmp.Diff(want, clusterRole.Rules); diff != "" {
+		t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
+	}
+	var binding rbacv1.ClusterRoleBinding
+	r.decode(t, "ClusterRoleBinding", fullname, &binding)
+	if binding.RoleRef.Name != fullname || len(binding.Subjects) != 1 || binding.Subjects[0].Name != fullname {
+		t.Errorf("ClusterRoleBinding %+v, want the ClusterRole bound to the webhook's ServiceAccount", binding)
+	}
+}
