@@ -183,3 +183,19 @@ func TestHelmTestHooks(t *testing.T) {
 		t.Errorf("without the webhook: kubectl %s: error %v, want a failure naming the cause; output:\n%s", strings.Join(args, " "), err, out)
 	}
 }
+
+// TestHelmTestOffInExcludedNamespace: a tests.namespace the webhook never injects (here the
+// release namespace) renders no test hooks, rather than a test that could never pass.
+func TestHelmTestOffInExcludedNamespace(t *testing.T) {
+	for _, set := range []string{"tests.namespace=" + releaseNamespace, "tests.namespace=kube-system", "tests.enabled=false"} {
+		r := render(t, "--set", set)
+		for _, o := range r.objects {
+			if o.GetAnnotations()["helm.sh/hook"] == "test" {
+				t.Errorf("%s: %s/%s rendered", set, o.GetKind(), o.GetName())
+			}
+		}
+	}
+	if r := render(t, "--set", "tests.namespace=team-a"); r.find("Role", fullname+"-test").GetNamespace() != "team-a" {
+		t.Error("tests.namespace=team-a: the test's Role is not in team-a")
+	}
+}

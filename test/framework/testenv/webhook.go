@@ -21,15 +21,20 @@ import (
 // is ready. register, when not nil, adds a test's own handlers before it starts. The returned
 // function stops it and may be called more than once.
 func StartWebhook(env *envtest.Environment, cfg *rest.Config, inj *injector.Injector, register func(manager.Manager)) (stop func(), err error) {
+	return StartWebhookWith(env, cfg, server.Options{Injector: inj}, register)
+}
+
+// StartWebhookWith is StartWebhook with the process's options (server.Options) given; their
+// address, certificate, probe and metrics fields are set here.
+func StartWebhookWith(env *envtest.Environment, cfg *rest.Config, opts server.Options, register func(manager.Manager)) (stop func(), err error) {
 	probe, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	o := env.WebhookInstallOptions
-	mgr, err := server.New(cfg, server.Options{
-		Injector: inj, CertDir: o.LocalServingCertDir, Host: o.LocalServingHost, Port: o.LocalServingPort,
-		HealthProbeBindAddress: probe, MetricsBindAddress: "0",
-	})
+	opts.CertDir, opts.Host, opts.Port = o.LocalServingCertDir, o.LocalServingHost, o.LocalServingPort
+	opts.HealthProbeBindAddress, opts.MetricsBindAddress = probe, "0"
+	mgr, err := server.New(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
