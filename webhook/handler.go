@@ -58,7 +58,7 @@ type Handler struct {
 	injector   *injector.Injector
 	mode       injector.NamespaceMode
 	namespaces Namespaces // nil: no namespace defaults
-	log      decisionLog
+	log        decisionLog
 	// counters holds the counter of each valid result and reason for this mode, so that
 	// counting costs no label lookup; nil where the pair cannot occur.
 	counters [numResults][numReasons]prometheus.Counter
