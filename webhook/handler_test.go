@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
 	admissionmetrics "sigs.k8s.io/controller-runtime/pkg/webhook/admission/metrics"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -431,6 +432,8 @@ func BenchmarkServeHTTP(b *testing.B) {
 		// With the decision log on, as the binary logs at info, JSON to a discarded stream:
 		// the cost of one log line per admission, against the row above.
 		{"api-access-injector-info-log", withLog(newHandler(b, injector.ModeOptIn), zapcore.AddSync(io.Discard), zapcore.InfoLevel)},
+		// With the namespace cache of the binary, holding the pod's namespace (no defaults).
+		{"api-access-injector-namespace-cache", newHandler(b, injector.ModeOptIn).WithNamespaces(cachedNamespace(b, "team-a", nil))},
 		{"null", http.HandlerFunc(nullWebhook)},
 	} {
 		b.Run(bench.name, func(b *testing.B) {
@@ -526,5 +529,30 @@ func TestPatchAddsPullSecrets(t *testing.T) {
 				t.Errorf("patched request differs from the injector's pod (-injector +patched):\n%s", diff)
 			}
 		})
+	}
+}
+
+// cachedNamespace is a NamespaceCache whose informer store holds one namespace.
+func cachedNamespace(t testing.TB, name string, annotations map[string]string) *NamespaceCache {
+	t.Helper()
+	store := toolscache.NewStore(toolscache.MetaNamespaceKeyFunc)
+	if err := store.Add(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations}}); err != nil {
+		t.Fatal(err)
+	}
+	nc := &NamespaceCache{}
+	nc.store.Store(&store)
+	return nc
+}
+
+// TestNamespaceCacheDefaults: a pod of a namespace the cache holds gets its defaults, without
+// the API server (the cache has no live reader here: a miss would panic).
+func TestNamespaceCacheDefaults(t *testing.T) {
+	h := newHandler(t, injector.ModeOptIn).WithNamespaces(cachedNamespace(t, "team-a", map[string]string{injector.ReadOnlyAnnotation: "true"}))
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","annotations":{"apiaccess.io/inject":"true"}},"spec":{"containers":[{"name":"app","image":"a"}]}}`)
+	resp := post(t, h, reviewBody(t, raw, nil), "application/json").Response
+	patched := applyPatch(t, raw, resp.Patch)
+	status := patched["metadata"].(map[string]any)["annotations"].(map[string]any)[injector.StatusAnnotation].(string)
+	if !strings.Contains(status, `"readOnly":true`) {
+		t.Errorf("status %s: want readOnly, the namespace's default", status)
 	}
 }
