@@ -8,6 +8,12 @@
 //
 // The namespace mode comes from the MutatingWebhookConfiguration: it has one entry per mode,
 // each selecting its namespaces by label and calling its own path. The API server evaluates
-// those selectors on every admission, so the handler needs no namespace lookup and no cache
-// that could lag behind a label change.
+// those selectors on every admission, so the decision never depends on a cache that could lag
+// behind a label change. The namespace defaults (annotations on the Namespace) do come from a
+// cache (NamespaceCache); the chart's policies check them again through the API server's own
+// view of the namespace, so a stale cache fails closed.
+//
+// Each admission is logged once at info (decisionLog) and counted in
+// apiaccess_injections_total by result, reason (a closed set, injector.Reason and the
+// handler's own) and mode.
 package webhook
