@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -135,8 +136,10 @@ func (m *metrics) write(w *bufio.Writer, now time.Time) {
 		}
 	}
 
-	family(w, "apiaccess_proxy_build_info", "gauge", "Always 1; its version label is the version of the api-proxy binary.")
-	w.WriteString(`apiaccess_proxy_build_info{version="`)
+	family(w, "apiaccess_proxy_build_info", "gauge", "Always 1; its labels are the version of the api-proxy binary and the Go version that built it, as apiaccess_build_info's.")
+	w.WriteString(`apiaccess_proxy_build_info{goversion="`)
+	writeLabelValue(w, runtime.Version())
+	w.WriteString(`",version="`)
 	writeLabelValue(w, version.Get())
 	w.WriteString(`"} 1` + "\n")
 
