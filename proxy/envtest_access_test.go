@@ -164,8 +164,8 @@ func TestEnvtestAccessRecord(t *testing.T) {
 		if diff := cmp.Diff(wantSeries, got); diff != "" {
 			t.Errorf("api_proxy_api_requests_total (-want +got):\n%s", diff)
 		}
-		if bi := fams["apiaccess_proxy_build_info"].GetMetric(); len(bi) != 1 || bi[0].GetGauge().GetValue() != 1 || len(bi[0].GetLabel()) != 2 || bi[0].GetLabel()[0].GetValue() != runtime.Version() || bi[0].GetLabel()[1].GetValue() == "" {
-			t.Errorf("apiaccess_proxy_build_info = %v, want one series of value 1 with goversion %s and a version", bi, runtime.Version())
+		if bi := fams["api_proxy_build_info"].GetMetric(); len(bi) != 1 || bi[0].GetGauge().GetValue() != 1 || len(bi[0].GetLabel()) != 2 || bi[0].GetLabel()[0].GetValue() != runtime.Version() || bi[0].GetLabel()[1].GetValue() == "" {
+			t.Errorf("api_proxy_build_info = %v, want one series of value 1 with goversion %s and a version", bi, runtime.Version())
 		}
 	})
 }

@@ -136,8 +136,8 @@ func (m *metrics) write(w *bufio.Writer, now time.Time) {
 		}
 	}
 
-	family(w, "apiaccess_proxy_build_info", "gauge", "Always 1; its labels are the version of the api-proxy binary and the Go version that built it, as apiaccess_build_info's.")
-	w.WriteString(`apiaccess_proxy_build_info{goversion="`)
+	family(w, "api_proxy_build_info", "gauge", "Always 1; its labels are the version of the api-proxy binary and the Go version that built it, as the webhook's apiaccess_build_info.")
+	w.WriteString(`api_proxy_build_info{goversion="`)
 	writeLabelValue(w, runtime.Version())
 	w.WriteString(`",version="`)
 	writeLabelValue(w, version.Get())
