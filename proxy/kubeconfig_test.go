@@ -55,6 +55,17 @@ func loadKubeconfig(t *testing.T, data []byte) (server, namespace string) {
 	return cluster.Server, ctx.Namespace
 }
 
+// wantKubeconfig is the kubeconfig Kubeconfig(server, namespace) must produce, as
+// clientcmd.Load returns it.
+func wantKubeconfig(server, namespace string) *clientcmdapi.Config {
+	want := clientcmdapi.NewConfig()
+	want.Clusters["api-proxy"] = &clientcmdapi.Cluster{Server: server}
+	want.AuthInfos["api-proxy"] = &clientcmdapi.AuthInfo{}
+	want.Contexts["api-proxy"] = &clientcmdapi.Context{Cluster: "api-proxy", AuthInfo: "api-proxy", Namespace: namespace}
+	want.CurrentContext = "api-proxy"
+	return want
+}
+
 func TestKubeconfig(t *testing.T) {
 	for _, tt := range []struct {
 		name, server, namespace string
@@ -82,6 +93,15 @@ func TestKubeconfig(t *testing.T) {
 			server, ns := loadKubeconfig(t, data)
 			if diff := cmp.Diff([]string{tt.server, tt.namespace}, []string{server, ns}); diff != "" {
 				t.Errorf("server, namespace (-want +got):\n%s", diff)
+			}
+			// The whole file, as client-go reads it, is exactly one cluster, an empty user and
+			// one context: nothing else slipped in.
+			got, err := clientcmd.Load(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(wantKubeconfig(tt.server, tt.namespace), got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("the kubeconfig as clientcmd.Load reads it (-want +got):\n%s", diff)
 			}
 		})
 	}
