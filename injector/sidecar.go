@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/api-access-injector/api-access-injector/proxy/proxyargs"
 )
 
 // sidecar returns the api-proxy container. Every field the API server would default is set
@@ -17,29 +19,29 @@ import (
 func (i *Injector) sidecar(opts Options) corev1.Container {
 	s := i.cfg.Sidecar
 	args := []string{
-		"--port=" + strconv.Itoa(int(opts.ProxyPort)),
-		"--health-port=" + strconv.Itoa(int(s.HealthPort)),
+		proxyFlag(proxyargs.Port, strconv.Itoa(int(opts.ProxyPort))),
+		proxyFlag(proxyargs.HealthPort, strconv.Itoa(int(s.HealthPort))),
 	}
 	if opts.ReadOnly {
-		args = append(args, "--read-only")
+		args = append(args, "--"+proxyargs.ReadOnly)
 	} else if opts.AllowExec {
-		args = append(args, "--reject-paths="+allowExecRejectPaths)
+		args = append(args, proxyFlag(proxyargs.RejectPaths, allowExecRejectPaths))
 	}
 	if opts.AccessLog {
-		args = append(args, "--access-log")
+		args = append(args, "--"+proxyargs.AccessLog)
 	}
 	// Written before the startupProbe can pass, so before any app container starts.
-	args = append(args, "--kubeconfig-out="+kubeconfigPath)
+	args = append(args, proxyFlag(proxyargs.KubeconfigOut, kubeconfigPath))
 	mounts := []corev1.VolumeMount{
 		{Name: TokenVolumeName, MountPath: TokenMountPath, ReadOnly: true},
 		{Name: KubeconfigVolumeName, MountPath: KubeconfigMountPath},
 	}
 	if opts.Transparent {
 		args = append(args,
-			"--tls-port="+strconv.Itoa(int(i.cfg.TransparentPort)),
-			"--cluster-domain="+i.cfg.ClusterDomain,
-			"--serviceaccount-out="+ServiceAccountOutPath,
-			"--ca-dir="+CAMountPath)
+			proxyFlag(proxyargs.TLSPort, strconv.Itoa(int(i.cfg.TransparentPort))),
+			proxyFlag(proxyargs.ClusterDomain, i.cfg.ClusterDomain),
+			proxyFlag(proxyargs.ServiceAccountOut, ServiceAccountOutPath),
+			proxyFlag(proxyargs.CADir, CAMountPath))
 		mounts = append(mounts, corev1.VolumeMount{Name: ServiceAccountVolumeName, MountPath: ServiceAccountOutPath},
 			corev1.VolumeMount{Name: CAVolumeName, MountPath: CAMountPath})
 	}
@@ -83,6 +85,10 @@ func (i *Injector) sidecar(opts Options) corev1.Container {
 	}
 	return c
 }
+
+// proxyFlag is the argument --name=value of api-proxy, name being one of the flag names that
+// package proxyargs defines.
+func proxyFlag(name, value string) string { return "--" + name + "=" + value }
 
 // restricted is the security context of the containers we add: Pod Security "restricted"
 // (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
@@ -167,10 +173,10 @@ func (i *Injector) kubeconfigInit(opts Options) corev1.Container {
 		Image:           s.InitImage,
 		ImagePullPolicy: s.ImagePullPolicy,
 		Args: []string{
-			"write-kubeconfig",
-			"--kubeconfig-out=" + kubeconfigPath,
-			"--port=" + strconv.Itoa(int(opts.ProxyPort)),
-			"--namespace=$(" + namespaceEnvVar + ")",
+			proxyargs.WriteKubeconfig,
+			proxyFlag(proxyargs.KubeconfigOut, kubeconfigPath),
+			proxyFlag(proxyargs.Port, strconv.Itoa(int(opts.ProxyPort))),
+			proxyFlag(proxyargs.Namespace, "$("+namespaceEnvVar+")"),
 		},
 		Env: []corev1.EnvVar{{Name: namespaceEnvVar, ValueFrom: &corev1.EnvVarSource{FieldRef: fieldRef("metadata.namespace")}}},
 		Resources: corev1.ResourceRequirements{

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/api-access-injector/api-access-injector/proxy/proxyargs"
 )
 
 // Defaults shared with kubectl proxy, so that a pod that ran kubectl proxy as a sidecar can
@@ -160,13 +162,13 @@ func DefaultConfig() Config {
 
 // BindFlags registers the proxy's flags on fs, with c's current values as defaults.
 func (c *Config) BindFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.Port, "port", c.Port, "The port on which to serve the API. Set to 0 to pick a free port.")
+	fs.IntVar(&c.Port, proxyargs.Port, c.Port, "The port on which to serve the API. Set to 0 to pick a free port.")
 	fs.IntVar(&c.Port, "p", c.Port, "Shorthand for --port.")
 	fs.StringVar(&c.Address, "address", c.Address, "The IP address on which to serve the API.")
 	fs.Var((*regexpList)(&c.AcceptHosts), "accept-hosts", "Comma-separated regular expressions for hosts the proxy accepts; "+
 		"the Host header is compared without its port, an IPv6 address with its brackets.")
 	fs.Var((*regexpList)(&c.AcceptPaths), "accept-paths", "Comma-separated regular expressions for paths the proxy accepts.")
-	fs.Var((*regexpList)(&c.RejectPaths), "reject-paths", "Comma-separated regular expressions for paths the proxy rejects. "+
+	fs.Var((*regexpList)(&c.RejectPaths), proxyargs.RejectPaths, "Comma-separated regular expressions for paths the proxy rejects. "+
 		"Paths matched here are rejected even if they match --accept-paths.")
 	fs.Var((*regexpList)(&c.RejectMethods), "reject-methods", "Comma-separated regular expressions for HTTP methods the proxy rejects "+
 		"(for example POST,PUT,PATCH).")
@@ -178,23 +180,23 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 		"Empty means https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT.")
 	fs.StringVar(&c.ServiceAccountDir, "serviceaccount-dir", c.ServiceAccountDir, "The directory holding the service-account files "+
 		"token, ca.crt and namespace. The token is re-read whenever it changes.")
-	fs.BoolVar(&c.ReadOnly, "read-only", c.ReadOnly, "If true, let only GET, HEAD and OPTIONS through, and refuse exec, attach, "+
+	fs.BoolVar(&c.ReadOnly, proxyargs.ReadOnly, c.ReadOnly, "If true, let only GET, HEAD and OPTIONS through, and refuse exec, attach, "+
 		"portforward, the proxy subresources and every protocol upgrade, even by GET.")
-	fs.IntVar(&c.HealthPort, "health-port", c.HealthPort, "The port on which to serve /healthz, /readyz and /metrics on all interfaces. "+
+	fs.IntVar(&c.HealthPort, proxyargs.HealthPort, c.HealthPort, "The port on which to serve /healthz, /readyz and /metrics on all interfaces. "+
 		"It never serves the API. Set to 0 to pick a free port.")
-	fs.StringVar(&c.KubeconfigOut, "kubeconfig-out", c.KubeconfigOut, "If set, the file to write, before serving, a kubeconfig "+
+	fs.StringVar(&c.KubeconfigOut, proxyargs.KubeconfigOut, c.KubeconfigOut, "If set, the file to write, before serving, a kubeconfig "+
 		"for the app containers: its only cluster is this proxy, its namespace the one in --serviceaccount-dir. "+
 		"It is written atomically with mode 0644.")
-	fs.IntVar(&c.TLSPort, "tls-port", c.TLSPort, "If not 0, also serve the API over TLS on --address and this port (transparent mode), "+
+	fs.IntVar(&c.TLSPort, proxyargs.TLSPort, c.TLSPort, "If not 0, also serve the API over TLS on --address and this port (transparent mode), "+
 		"with a certificate for kubernetes, kubernetes.default, kubernetes.default.svc, kubernetes.default.svc.<cluster-domain>, "+
 		"localhost and the loopback addresses, signed by the CA of --ca-dir, or by a CA created at start and kept in memory.")
-	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "The cluster's DNS domain, for the certificate of --tls-port.")
-	fs.StringVar(&c.ServiceAccountOut, "serviceaccount-out", c.ServiceAccountOut, "If set (with --tls-port), the directory to write, "+
+	fs.StringVar(&c.ClusterDomain, proxyargs.ClusterDomain, c.ClusterDomain, "The cluster's DNS domain, for the certificate of --tls-port.")
+	fs.StringVar(&c.ServiceAccountOut, proxyargs.ServiceAccountOut, c.ServiceAccountOut, "If set (with --tls-port), the directory to write, "+
 		"before serving, the app containers' service-account files: ca.crt (the CA of --tls-port), namespace, "+
 		"and a token that is no credential. Each is written atomically with mode 0644.")
-	fs.BoolVar(&c.AccessLog, "access-log", c.AccessLog, "If true, log one JSON line per API request: verb, API group, resource, "+
+	fs.BoolVar(&c.AccessLog, proxyargs.AccessLog, c.AccessLog, "If true, log one JSON line per API request: verb, API group, resource, "+
 		"subresource, namespace or non-resource URL, status code, outcome, latency and user agent. It never logs a credential.")
-	fs.StringVar(&c.CADir, "ca-dir", c.CADir, "If set (with --tls-port), the directory where the CA of --tls-port and its private key "+
+	fs.StringVar(&c.CADir, proxyargs.CADir, c.CADir, "If set (with --tls-port), the directory where the CA of --tls-port and its private key "+
 		"are kept (file "+CAStateFile+", mode 0600), so that a restarted proxy serves under the CA the app containers already trust. "+
 		"A missing, unusable or nearly expired CA is replaced, and the log says why. Mount there a volume no other container mounts.")
 	fs.Var((*byteSize)(&c.ReplayBufferSize), "replay-buffer-size", "The most memory that request bodies kept for a retry after a 401 "+

@@ -13,6 +13,8 @@ import (
 
 	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/api-access-injector/api-access-injector/proxy/proxyargs"
 )
 
 // The kubeconfig of the app containers is written by api-proxy itself, into a memory-backed
@@ -25,7 +27,7 @@ import (
 // KubeconfigCommand is the subcommand (`api-proxy write-kubeconfig`) that writes the
 // kubeconfig and exits, without serving: the kubeconfig init container that the injector adds
 // when the sidecar is `kubectl proxy`, whose image has no way to write it.
-const KubeconfigCommand = "write-kubeconfig"
+const KubeconfigCommand = proxyargs.WriteKubeconfig
 
 // KubeconfigFileMode lets the app containers read the kubeconfig whatever user they run as.
 // It holds no secret: the proxy adds the credentials.
@@ -163,9 +165,9 @@ type KubeconfigConfig struct {
 // BindFlags registers the flags of `api-proxy write-kubeconfig` on fs. --kubeconfig-out and
 // --port mean what they mean to the proxy itself.
 func (c *KubeconfigConfig) BindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Out, "kubeconfig-out", c.Out, "The file to write the kubeconfig to (atomically, mode 0644). Required.")
-	fs.IntVar(&c.Port, "port", c.Port, "The loopback port on which the sidecar serves the API.")
-	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "The pod's namespace, the default namespace of the kubeconfig's context "+
+	fs.StringVar(&c.Out, proxyargs.KubeconfigOut, c.Out, "The file to write the kubeconfig to (atomically, mode 0644). Required.")
+	fs.IntVar(&c.Port, proxyargs.Port, c.Port, "The loopback port on which the sidecar serves the API.")
+	fs.StringVar(&c.Namespace, proxyargs.Namespace, c.Namespace, "The pod's namespace, the default namespace of the kubeconfig's context "+
 		"(from the downward API's metadata.namespace). Required.")
 }
 
