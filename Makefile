@@ -12,8 +12,13 @@ HELM_VERSION ?= v4.3.1
 # PROMTOOL_VERSION is the Prometheus module whose promtool `make promtool` installs into bin/, to
 # check the chart's alert rules (prometheus/prometheus tags v3.X.Y as module version v0.3XX.Y).
 PROMTOOL_VERSION ?= v0.316.0
-# ENVTEST_K8S_VERSION is the Kubernetes version of the API server the tests run against.
-ENVTEST_K8S_VERSION ?= 1.37.2
+# ENVTEST_K8S_VERSION is the Kubernetes version of the API server the tests run against (and of
+# the node of make e2e): by default the release that matches k8s.io/api in go.mod, so go.mod is
+# the one place it is written (hack/kube-version.sh; test/framework/testenv derives it the same way).
+ENVTEST_K8S_VERSION ?= $(shell hack/kube-version.sh)
+# Evaluated once, and seen by the scripts and Go tools that make runs.
+ENVTEST_K8S_VERSION := $(ENVTEST_K8S_VERSION)
+export ENVTEST_K8S_VERSION
 # FUZZTIME, when set (e.g. 5m), overrides the budget of every fuzz target.
 FUZZTIME ?=
 # E2E_NODE_DIR holds the state of the one-node cluster of `make e2e` (certificates and images

@@ -9,11 +9,11 @@
 #   3. a build from the Go module proxy, in a throwaway module, stamped with the real version
 #      so that clients parsing /version keep working.
 #
-# Environment: ENVTEST_K8S_VERSION (default 1.37.2), ENVTEST_ETCD_VERSION (default 3.6.5),
+# Environment: ENVTEST_K8S_VERSION (default: hack/kube-version.sh, from go.mod), ENVTEST_ETCD_VERSION (default 3.6.5),
 # ENVTEST_ASSETS_DIR (default: setup-envtest's own store), SETUP_ENVTEST_VERSION.
 set -euo pipefail
 
-k8s_version=${ENVTEST_K8S_VERSION:-1.37.2}
+k8s_version=$("$(dirname "$0")/kube-version.sh")
 etcd_version=${ENVTEST_ETCD_VERSION:-3.6.5}
 setup_envtest_version=${SETUP_ENVTEST_VERSION:-v0.25.1}
 goos=$(go env GOOS)

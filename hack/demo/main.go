@@ -57,7 +57,7 @@ func run(binDir string) error {
 	}
 	defer os.RemoveAll(work)
 
-	step("Starting a local Kubernetes API server (envtest: kube-apiserver and etcd %s, no nodes, no kubelet)", testenv.KubernetesVersion)
+	step("Starting a local Kubernetes API server (envtest: kube-apiserver and etcd %s, no nodes, no kubelet)", testenv.KubernetesVersion())
 	env, err := testenv.New()
 	if err != nil {
 		return err
@@ -207,7 +207,7 @@ func deployment() *appsv1.Deployment {
 				Spec: corev1.PodSpec{
 					ServiceAccountName: "pod-lister",
 					Containers: []corev1.Container{{
-						Name: "app", Image: "registry.k8s.io/kubectl:v" + testenv.KubernetesVersion,
+						Name: "app", Image: "registry.k8s.io/kubectl:v" + testenv.KubernetesVersion(),
 						Args: []string{"get", "pods", "--watch"},
 					}},
 				},

@@ -1,14 +1,15 @@
 # Shared settings and helpers of the hack/e2e scripts; sourced, never run.
 #
 # Environment (all optional):
-#   E2E_K8S_VERSION  Kubernetes version of every node binary (default: ENVTEST_K8S_VERSION or 1.37.2)
+#   E2E_K8S_VERSION  Kubernetes version of every node binary (default: hack/kube-version.sh, which
+#                    is ENVTEST_K8S_VERSION or the release of k8s.io/api in go.mod)
 #   E2E_NODE_DIR     the node's state, logs, pid files, certificates and images
 #                    (default /tmp/api-access-injector-e2e)
 #   E2E_BIN_DIR      kubelet, kube-controller-manager, kube-scheduler, kube-proxy (default: a
 #                    directory beside envtest's, outside the clone, filled by provision.sh)
 #   E2E_NODE_NAME    node name (default e2e-node);  E2E_POD_CIDR (default 10.244.0.0/24)
 
-E2E_K8S_VERSION=${E2E_K8S_VERSION:-${ENVTEST_K8S_VERSION:-1.37.2}}
+E2E_K8S_VERSION=${E2E_K8S_VERSION:-$("$(dirname "${BASH_SOURCE[0]}")/../kube-version.sh")}
 E2E_NODE_DIR=${E2E_NODE_DIR:-/tmp/api-access-injector-e2e}
 _data_home=${XDG_DATA_HOME:-$HOME/.local/share}
 E2E_BIN_DIR=${E2E_BIN_DIR:-$_data_home/api-access-injector/node/$E2E_K8S_VERSION-linux-amd64}

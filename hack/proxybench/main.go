@@ -199,7 +199,7 @@ func report(w io.Writer, o options, targets []*target, lat map[string][]time.Dur
 	w50 := percentile(delays["direct"], 50)
 
 	fmt.Fprintf(w, "Machine: %s, %d cores; %s; Kubernetes %s (envtest); %d pods in the listed namespace.\n\n",
-		proc.CPUModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion, o.pods)
+		proc.CPUModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion(), o.pods)
 	fmt.Fprintf(w, "| measure | direct (TLS + token) | kubectl proxy | api-proxy | goal for api-proxy |\n|---|---|---|---|---|\n")
 	row := func(measure string, cells [3]string, goal string) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", measure, cells[0], cells[1], cells[2], goal)

@@ -377,7 +377,7 @@ func buildAt(ctx context.Context, ref, work string) (string, error) {
 
 func report(w io.Writer, o options, size int, rs []result) {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-	fmt.Fprintf(w, "Machine: %s, %d cores; %s; Kubernetes %s (envtest).\n", proc.CPUModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion)
+	fmt.Fprintf(w, "Machine: %s, %d cores; %s; Kubernetes %s (envtest).\n", proc.CPUModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion())
 	fmt.Fprintf(w, "Load: %d bursts of %d concurrent POSTs of a %d-byte ConfigMap (dryRun=All) through api-proxy, HTTP/1.1 on loopback.\n\n",
 		o.rounds, o.concurrency, size)
 	fmt.Fprintf(w, "| api-proxy | idle VmHWM | peak VmHWM under the bursts | peak / idle | peak / 64 MiB limit | writes ok / failed | slowest write | bursts took |\n")

@@ -12,9 +12,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -25,8 +27,35 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// KubernetesVersion is the version of the envtest binaries that `make envtest` provisions.
-const KubernetesVersion = "1.37.2"
+// KubernetesVersion returns the Kubernetes version (x.y.z) of the envtest binaries that `make
+// envtest` provisions: ENVTEST_K8S_VERSION when set, otherwise the release that matches
+// k8s.io/api in go.mod (v0.37.2 is Kubernetes 1.37.2), the rule of hack/kube-version.sh, so that
+// go.mod is the one place the version is written. It returns "unknown" if go.mod cannot be read.
+func KubernetesVersion() string {
+	v, err := kubernetesVersion()
+	if err != nil {
+		return "unknown"
+	}
+	return v
+}
+
+// kubernetesVersion is KubernetesVersion, with the reason when it cannot be found. It asks the
+// go command (tests and the hack tools run inside the module), once.
+var kubernetesVersion = sync.OnceValues(func() (string, error) {
+	if v := os.Getenv("ENVTEST_K8S_VERSION"); v != "" {
+		return v, nil
+	}
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "k8s.io/api").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the Kubernetes version from k8s.io/api in go.mod (go list -m k8s.io/api): %w", err)
+	}
+	v := strings.TrimSpace(string(out))
+	minorPatch, ok := strings.CutPrefix(v, "v0.")
+	if !ok {
+		return "", fmt.Errorf("k8s.io/api is at %q in go.mod: want v0.Y.Z (Kubernetes 1.Y.Z)", v)
+	}
+	return "1." + minorPatch, nil
+})
 
 // AssetsDir returns the directory holding kube-apiserver, etcd and kubectl: KUBEBUILDER_ASSETS
 // when set, otherwise the store `make envtest` and setup-envtest write to. It fails with a
@@ -38,12 +67,16 @@ func AssetsDir() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("locating envtest binaries: %w", err)
 		}
-		dir = filepath.Join(store, KubernetesVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH)
+		version, err := kubernetesVersion()
+		if err != nil {
+			return "", fmt.Errorf("locating envtest binaries without KUBEBUILDER_ASSETS: %w", err)
+		}
+		dir = filepath.Join(store, version+"-"+runtime.GOOS+"-"+runtime.GOARCH)
 	}
 	for _, name := range []string{"kube-apiserver", "etcd", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return "", fmt.Errorf("envtest binary %s not found in %s: run `make envtest` "+
-				"(`make test` runs it too) to provision Kubernetes %s, or set KUBEBUILDER_ASSETS", name, dir, KubernetesVersion)
+				"(`make test` runs it too) to provision Kubernetes %s, or set KUBEBUILDER_ASSETS", name, dir, KubernetesVersion())
 		}
 	}
 	return dir, nil
