@@ -12,9 +12,12 @@ RUN go mod download
 
 FROM deps AS build-proxy
 ARG TARGETOS TARGETARCH VERSION=dev
+# Only what api-proxy imports, so that an edit elsewhere keeps this layer cached
+# (test/dockerfile checks the list against go list -deps).
 COPY cmd/api-proxy/ cmd/api-proxy/
 COPY proxy/ proxy/
 COPY internal/accessrecord/ internal/accessrecord/
+COPY internal/cliflag/ internal/cliflag/
 COPY internal/version/ internal/version/
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
     -ldflags "-s -w -X github.com/api-access-injector/api-access-injector/internal/version.Version=${VERSION}" \
@@ -26,6 +29,7 @@ COPY cmd/api-access-injector/ cmd/api-access-injector/
 COPY injector/ injector/
 COPY webhook/ webhook/
 COPY internal/ internal/
+COPY proxy/proxyargs/ proxy/proxyargs/
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
     -ldflags "-s -w -X github.com/api-access-injector/api-access-injector/internal/version.Version=${VERSION}" \
     -o /out/api-access-injector ./cmd/api-access-injector

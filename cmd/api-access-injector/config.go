@@ -4,20 +4,34 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/internal/version"
 )
 
-// defaultSidecarImage is the proxy image of this very release.
+// defaultSidecarImage is the proxy image of this very release. A build that is not a release
+// (unstamped, or stamped by `git describe` between tags or with local changes, or a Go
+// pseudo-version) has no published image of its own version, so it defaults to the tag dev:
+// the one `make docker-build` gives the image it builds from the same tree, and the one
+// config/ deploys. Anything else is set with --sidecar-image or sidecar.image in --config.
 func defaultSidecarImage() string {
 	tag := version.Get()
-	if tag == "dev" {
-		tag = "latest"
+	if !releaseRE.MatchString(tag) || gitBuildRE.MatchString(tag) {
+		tag = "dev"
 	}
 	return "api-access-injector/api-proxy:" + tag
 }
+
+// releaseRE matches a release version: vX.Y.Z, with an optional pre-release such as -rc.1
+// (https://semver.org).
+var releaseRE = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+
+// gitBuildRE matches the suffixes that make a release-like version a build from git: `git
+// describe`'s -N-gHASH and -dirty, and a Go pseudo-version's -TIMESTAMP-HASH
+// (https://go.dev/ref/mod#pseudo-versions).
+var gitBuildRE = regexp.MustCompile(`-[0-9]+-g[0-9a-f]+(-dirty)?$|-dirty$|[-.][0-9]{14}-[0-9a-f]{12}$`)
 
 // injectorFlags are the flags that build the injector's configuration, shared by the
 // webhook and inject commands so that both inject the same way.
@@ -29,7 +43,9 @@ type injectorFlags struct {
 
 func (f *injectorFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.configFile, "config", "", "Injector configuration file (YAML): sidecar image, default port, token defaults, resources, excluded namespaces. Optional.")
-	fs.StringVar(&f.sidecarImage, "sidecar-image", "", "Image of the api-proxy sidecar; overrides the configuration file. Default: "+defaultSidecarImage()+".")
+	fs.StringVar(&f.sidecarImage, "sidecar-image", "", "Image of the api-proxy sidecar; overrides the configuration file. "+
+		"Default: "+defaultSidecarImage()+" (the proxy image of the same release; a build that is not a release uses the tag dev, "+
+		"which make docker-build gives the image it builds).")
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
 		ns = "api-access-system"

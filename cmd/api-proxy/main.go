@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/api-access-injector/api-access-injector/internal/cliflag"
+	"github.com/api-access-injector/api-access-injector/internal/version"
 	"github.com/api-access-injector/api-access-injector/proxy"
 )
 
@@ -41,6 +43,7 @@ func run(args []string) error {
 		cliflag.PrintDefaults(fs.Output(), fs)
 	}
 	cfg.BindFlags(fs)
+	printVersion := fs.Bool("version", false, "Print the version and exit.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -50,7 +53,12 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q: api-proxy takes only flags", fs.Args())
 	}
+	if *printVersion {
+		fmt.Println(version.Get())
+		return nil
+	}
 	cfg.Logger = newLogger(os.Stderr)
+	cfg.Logger.Info("starting api-proxy", "version", version.Get(), "go", runtime.Version())
 
 	// The kubelet stops a container with SIGTERM; Ctrl-C stops it by hand.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

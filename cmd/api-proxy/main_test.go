@@ -1,13 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/api-access-injector/api-access-injector/internal/version"
 )
 
 // TestWriteKubeconfigCommand runs `api-proxy write-kubeconfig` as the kubeconfig init
@@ -67,5 +71,65 @@ func TestHelpShowsDoubleDashFlags(t *testing.T) {
 		if !strings.Contains(string(out), "  --port") || strings.Contains(string(out), "\n  -port") {
 			t.Errorf("run(%q) help does not list --port as --port:\n%s", args, out)
 		}
+	}
+}
+
+// captureOutput runs f with os.Stdout and os.Stderr redirected, and returns what it wrote to
+// each.
+func captureOutput(t *testing.T, f func()) (stdout, stderr string) {
+	t.Helper()
+	capture := func(target **os.File) func() string {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := *target
+		*target = w
+		out := make(chan string, 1)
+		go func() { b, _ := io.ReadAll(r); out <- string(b) }()
+		return func() string {
+			*target = saved
+			if err := w.Close(); err != nil {
+				t.Error(err)
+			}
+			return <-out
+		}
+	}
+	endStdout, endStderr := capture(&os.Stdout), capture(&os.Stderr)
+	f()
+	return endStdout(), endStderr()
+}
+
+// TestVersion: --version prints the stamped version alone and exits without serving.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-version"}} {
+		var err error
+		stdout, stderr := captureOutput(t, func() { err = run(args) })
+		if err != nil {
+			t.Fatalf("run(%q) = %v", args, err)
+		}
+		if diff := cmp.Diff(version.Get()+"\n", stdout); diff != "" || stderr != "" {
+			t.Errorf("run(%q): stdout (-want +got):\n%s\nstderr %q, want none", args, diff, stderr)
+		}
+	}
+}
+
+// TestStartLogNamesTheVersion: the first log line says which version runs, even when the
+// proxy then fails to start (here, with no service-account files).
+func TestStartLogNamesTheVersion(t *testing.T) {
+	var err error
+	_, stderr := captureOutput(t, func() {
+		err = run([]string{"--server=https://127.0.0.1:6443", "--serviceaccount-dir=" + t.TempDir()})
+	})
+	if err == nil {
+		t.Fatal("run without a token started serving")
+	}
+	first, _, _ := strings.Cut(stderr, "\n")
+	var line struct{ Level, Msg, Version string }
+	if err := json.Unmarshal([]byte(first), &line); err != nil {
+		t.Fatalf("first log line %q: %v", first, err)
+	}
+	if diff := cmp.Diff(struct{ Level, Msg, Version string }{"INFO", "starting api-proxy", version.Get()}, line); diff != "" {
+		t.Errorf("first log line (-want +got):\n%s", diff)
 	}
 }
