@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -53,7 +54,9 @@ func (f *injectorFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.namespace, "injector-namespace", ns, "The injector's own namespace, never injected. Default: $POD_NAMESPACE, else api-access-system.")
 }
 
-// load reads, defaults and validates the configuration. It returns every problem found.
+// load reads the configuration file, applies the flags, and builds the injector, which
+// defaults and validates the configuration (once). It returns every problem found, each
+// prefixed with where it comes from.
 func (f *injectorFlags) load() (*injector.Injector, []error) {
 	var cfg injector.Config
 	if f.configFile != "" {
@@ -75,25 +78,35 @@ func (f *injectorFlags) load() (*injector.Injector, []error) {
 	if f.namespace != "" {
 		cfg.ExcludedNamespaces = append(cfg.ExcludedNamespaces, f.namespace)
 	}
-	cfg.Default()
-	if err := cfg.Validate(); err != nil {
+	inj, err := injector.New(cfg)
+	if err != nil {
 		where := "configuration"
 		if f.configFile != "" {
 			where = f.configFile
 		}
-		var errs []error
-		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() { // Validate joins its errors
-			errs = append(errs, fmt.Errorf("%s: %w", where, e))
-		}
-		return nil, errs
-	}
-	// One list, each namespace once: what the webhook logs is what it applies.
-	cfg.ExcludedNamespaces = unique(injector.AlwaysExcludedNamespaces, cfg.ExcludedNamespaces)
-	inj, err := injector.New(cfg)
-	if err != nil {
-		return nil, []error{err}
+		return nil, configErrors(where, err)
 	}
 	return inj, nil
+}
+
+// configErrors splits err, every problem of a configuration (injector.New joins them), into
+// one error per problem, each prefixed with where.
+func configErrors(where string, err error) []error {
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		return []error{fmt.Errorf("%s: %w", where, err)}
+	}
+	var errs []error
+	for _, e := range joined.Unwrap() {
+		errs = append(errs, fmt.Errorf("%s: %w", where, e))
+	}
+	return errs
+}
+
+// excludedNamespaces is every namespace the injector leaves alone, each once, in the order
+// AlwaysExcludedNamespaces, then the configured ones: what the webhook logs at start.
+func excludedNamespaces(cfg injector.Config) []string {
+	return unique(injector.AlwaysExcludedNamespaces, cfg.ExcludedNamespaces)
 }
 
 // unique returns the elements of the lists in order, each once.

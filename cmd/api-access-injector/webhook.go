@@ -34,9 +34,33 @@ type webhookFlags struct {
 	stopDelay    time.Duration
 }
 
+// runWebhook runs `api-access-injector webhook`: it parses the flags, checks the whole
+// configuration (reporting every problem at once), sets up logging, and serves until a
+// signal stops it.
 func runWebhook(args []string) error {
 	var f webhookFlags
 	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	f.bind(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	zl, err := setupLogging(cfg.logLevel, f.logFormatDev)
+	if err != nil {
+		return err
+	}
+	// The standard library's HTTP servers (the webhook's and the probes') log through it too.
+	// Their only messages are about connections a client dropped, e.g. during a TLS handshake
+	// cut short by a graceful stop: nothing an operator needs to act on, so at info level.
+	defer zap.RedirectStdLog(zl.Named("http"))()
+	return serve(cfg.server)
+}
+
+// bind registers the webhook's flags on fs.
+func (f *webhookFlags) bind(fs *flag.FlagSet) {
 	f.injectorFlags.bind(fs)
 	fs.StringVar(&f.certDir, "cert-dir", filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
 		"Directory holding the serving certificate (tls.crt) and key (tls.key). They are reloaded when they change.")
@@ -53,10 +77,17 @@ func runWebhook(args []string) error {
 	fs.DurationVar(&f.stopDelay, "shutdown-delay", 0, "On SIGTERM, how long to keep serving, reporting not ready, so that the Service's endpoint "+
 		"is removed everywhere before the server stops accepting connections (e.g. 10s). In-flight requests are then finished. "+
 		"0 stops at once.")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+}
 
+// webhookConfig is the checked configuration of the webhook process.
+type webhookConfig struct {
+	server   server.Options
+	logLevel zapcore.Level
+}
+
+// config checks the flags and the injector's configuration, and returns every problem at
+// once.
+func (f *webhookFlags) config() (webhookConfig, error) {
 	inj, errs := f.injectorFlags.load()
 	var level zapcore.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -68,44 +99,12 @@ func runWebhook(args []string) error {
 	if f.stopDelay < 0 || f.stopDelay > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("--shutdown-delay: %v is out of range 0s-10m", f.stopDelay))
 	}
-	var certs *server.SelfManagedCerts
-	if f.selfManaged {
-		for flag, v := range map[string]string{"--cert-secret": f.certSecret, "--webhook-config-name": f.webhookName, "--service-name": f.serviceName} {
-			if v == "" {
-				errs = append(errs, fmt.Errorf("%s: required with --self-managed-certs", flag))
-			}
-		}
-		certs = &server.SelfManagedCerts{Namespace: f.namespace, SecretName: f.certSecret, WebhookConfigName: f.webhookName, ServiceName: f.serviceName}
-	} else {
-		for _, name := range []string{"tls.crt", "tls.key"} {
-			if _, err := os.Stat(filepath.Join(f.certDir, name)); err != nil {
-				errs = append(errs, fmt.Errorf("--cert-dir: %s is missing (or use --self-managed-certs): %w", name, err))
-			}
-		}
-	}
+	certs, certErrs := f.certs()
+	errs = append(errs, certErrs...)
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+		return webhookConfig{}, err
 	}
-
-	zl, err := logConfig(level, f.logFormatDev).Build()
-	if err != nil {
-		return fmt.Errorf("building logger: %w", err)
-	}
-	logger := zapr.NewLogger(zl)
-	ctrl.SetLogger(logger)
-	// client-go logs through klog: the same JSON lines, not klog's own text format.
-	klog.SetLogger(logger.WithName("client-go"))
-	// So do the standard library's HTTP servers (the webhook's and the probes'), whose only
-	// messages are about connections a client dropped, e.g. during a TLS handshake cut short
-	// by a graceful stop: nothing an operator needs to act on, so at info level.
-	defer zap.RedirectStdLog(zl.Named("http"))()
-	log := ctrl.Log.WithName("setup")
-
-	restConfig, err := ctrl.GetConfig()
-	if err != nil {
-		return fmt.Errorf("finding the API server: %w", err)
-	}
-	srv, err := server.New(restConfig, server.Options{
+	return webhookConfig{logLevel: level, server: server.Options{
 		Injector:               inj,
 		CertDir:                f.certDir,
 		Port:                   f.webhookPort,
@@ -113,14 +112,60 @@ func runWebhook(args []string) error {
 		MetricsBindAddress:     f.metricsAddr,
 		SelfManagedCerts:       certs,
 		ShutdownDelay:          f.stopDelay,
-	})
+	}}, nil
+}
+
+// certs checks where the serving certificate comes from: the Secret the process manages
+// itself (--self-managed-certs), or the files in --cert-dir.
+func (f *webhookFlags) certs() (*server.SelfManagedCerts, []error) {
+	var errs []error
+	if !f.selfManaged {
+		for _, name := range []string{"tls.crt", "tls.key"} {
+			if _, err := os.Stat(filepath.Join(f.certDir, name)); err != nil {
+				errs = append(errs, fmt.Errorf("--cert-dir: %s is missing (or use --self-managed-certs): %w", name, err))
+			}
+		}
+		return nil, errs
+	}
+	for _, required := range []struct{ flag, value string }{
+		{"--cert-secret", f.certSecret}, {"--webhook-config-name", f.webhookName}, {"--service-name", f.serviceName},
+	} {
+		if required.value == "" {
+			errs = append(errs, fmt.Errorf("%s: required with --self-managed-certs", required.flag))
+		}
+	}
+	return &server.SelfManagedCerts{Namespace: f.namespace, SecretName: f.certSecret, WebhookConfigName: f.webhookName, ServiceName: f.serviceName}, errs
+}
+
+// setupLogging sends controller-runtime's and client-go's logs to one zap logger, as JSON
+// lines (or console lines with console set), and returns it.
+func setupLogging(level zapcore.Level, console bool) (*zap.Logger, error) {
+	zl, err := logConfig(level, console).Build()
+	if err != nil {
+		return nil, fmt.Errorf("building logger: %w", err)
+	}
+	logger := zapr.NewLogger(zl)
+	ctrl.SetLogger(logger)
+	// client-go logs through klog: the same JSON lines, not klog's own text format.
+	klog.SetLogger(logger.WithName("client-go"))
+	return zl, nil
+}
+
+// serve starts the webhook process with opts and runs it until a signal stops it.
+func serve(opts server.Options) error {
+	log := ctrl.Log.WithName("setup")
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("finding the API server: %w", err)
+	}
+	srv, err := server.New(restConfig, opts)
 	if err != nil {
 		return err
 	}
-	cfg := inj.Config()
-	log.Info("starting api-access-injector webhook", "version", version.Get(), "port", f.webhookPort,
-		"sidecarImage", cfg.Sidecar.Image, "excludedNamespaces", cfg.ExcludedNamespaces, "selfManagedCerts", certs != nil,
-		"shutdownDelay", f.stopDelay.String())
+	cfg := opts.Injector.Config()
+	log.Info("starting api-access-injector webhook", "version", version.Get(), "port", opts.Port,
+		"sidecarImage", cfg.Sidecar.Image, "excludedNamespaces", excludedNamespaces(cfg), "selfManagedCerts", opts.SelfManagedCerts != nil,
+		"shutdownDelay", opts.ShutdownDelay.String())
 	// A first SIGTERM or SIGINT stops gracefully (see server.Server.Start); a second exits at once.
 	if err := srv.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("running the webhook: %w", err)
