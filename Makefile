@@ -12,6 +12,9 @@ HELM_VERSION ?= v4.3.1
 # PROMTOOL_VERSION is the Prometheus module whose promtool `make promtool` installs into bin/, to
 # check the chart's alert rules (prometheus/prometheus tags v3.X.Y as module version v0.3XX.Y).
 PROMTOOL_VERSION ?= v0.316.0
+# GOLANGCI_LINT_VERSION is the golangci-lint that `make lint` installs into bin/ (.golangci.yml is
+# in its configuration format, version 2).
+GOLANGCI_LINT_VERSION ?= v2.15.0
 # ENVTEST_K8S_VERSION is the Kubernetes version of the API server the tests run against (and of
 # the node of make e2e): by default the release that matches k8s.io/api in go.mod, so go.mod is
 # the one place it is written (hack/kube-version.sh; test/framework/testenv derives it the same way).
@@ -30,6 +33,8 @@ LDFLAGS := -s -w -X github.com/api-access-injector/api-access-injector/internal/
 LOCALBIN ?= $(CURDIR)/bin
 HELM ?= $(LOCALBIN)/helm
 PROMTOOL ?= $(LOCALBIN)/promtool
+# Named with its version, so that changing GOLANGCI_LINT_VERSION installs that one.
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # Where the envtest binaries are; provisioned by `make envtest`, outside the clone.
 ENVTEST_ASSETS = $(shell ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)
 
@@ -60,8 +65,12 @@ verify: ## Fail if code is not gofmt-clean or go.mod/go.sum are not tidy.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	go mod tidy -diff
 
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml), the real-cluster suites behind their build tags included.
+	$(GOLANGCI_LINT) run ./...
+
 .PHONY: test
-test: verify vet envtest helm promtool clients ## Run every test: unit, envtest end-to-end, chart, and each fuzz target briefly.
+test: verify vet lint envtest helm promtool clients ## Run every test: unit, envtest end-to-end, chart, and each fuzz target briefly.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" go test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -183,6 +192,11 @@ undeploy: ## Delete what deploy applied.
 helm: $(HELM) ## Install the Helm CLI (HELM_VERSION) into bin/, built once per machine from the Go module proxy.
 $(HELM):
 	hack/install-tool.sh $(HELM) helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint (GOLANGCI_LINT_VERSION) into bin/, built once per machine from the Go module proxy.
+$(GOLANGCI_LINT):
+	hack/install-tool.sh $(GOLANGCI_LINT) github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: promtool
 promtool: $(PROMTOOL) ## Install promtool (PROMTOOL_VERSION) into bin/, built once per machine from the Go module proxy, to check the chart's alerts.
