@@ -31,7 +31,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 		if w.Code != 200 {
 			b.Fatalf("status %d", w.Code)
 		}
-		io.Copy(io.Discard, w.Body)
+		_, _ = io.Copy(io.Discard, w.Body)
 	}
 }
 

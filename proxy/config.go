@@ -375,6 +375,6 @@ func (b *byteSize) Set(s string) error {
 	if err != nil || n > math.MaxInt64>>shift {
 		return fmt.Errorf("%q is not a size: want a number of bytes, optionally with a Ki, Mi or Gi suffix (such as 8Mi)", s)
 	}
-	*b = byteSize(n << shift)
+	*b = byteSize(n << shift) //nolint:gosec // n < 2^63 >> shift, checked above: no overflow
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -176,9 +177,7 @@ func (p *envProxy) client(t *testing.T) *kubernetes.Clientset {
 func (p *envProxy) do(t *testing.T, method, path string, header http.Header) (int, string) {
 	t.Helper()
 	req := newRequest(t, method, p.base+path, nil)
-	for k, v := range header {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, header)
 	if h := header.Get("Host"); h != "" {
 		req.Host = h
 	}

@@ -100,7 +100,7 @@ func (rd *readiness) probe(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("reaching the API server: %w", err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close() // only the status matters
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return errors.New("the API server rejects the service-account token (401)")

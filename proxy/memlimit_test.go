@@ -43,8 +43,11 @@ func TestSetSoftMemoryLimit(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
 	dir := t.TempDir()
 	none, limited := filepath.Join(dir, "memory.max"), filepath.Join(dir, "memory.limit_in_bytes")
-	os.WriteFile(none, []byte("max\n"), 0o644)
-	os.WriteFile(limited, []byte("67108864\n"), 0o644)
+	for file, content := range map[string]string{none: "max\n", limited: "67108864\n"} {
+		if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	if got := setSoftMemoryLimit(log, []string{none, limited}); got != 48<<20 {

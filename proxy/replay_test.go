@@ -48,7 +48,7 @@ func TestReplayBudget(t *testing.T) {
 				codes <- 0
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			codes <- resp.StatusCode
 		}()
@@ -88,7 +88,7 @@ func TestReplayOverBudgetPassesOn401(t *testing.T) {
 	var calls int
 	var mu sync.Mutex
 	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		_, _ = io.Copy(io.Discard, r.Body)
 		mu.Lock()
 		calls++
 		mu.Unlock()

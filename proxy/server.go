@@ -114,6 +114,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u := *r.URL
 		u.Path, u.RawPath = p, ""
 		s.metrics.request(r.Method, http.StatusPermanentRedirect)
+		//nolint:gosec // to a cleaned path of this server (path.Clean leaves no leading //), not elsewhere
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
@@ -127,6 +128,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u := *r.URL
 		u.Path, u.RawPath = p, ""
 		s.metrics.request(r.Method, http.StatusPermanentRedirect)
+		//nolint:gosec // to the prefix's root on this server, not elsewhere
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
@@ -218,7 +220,7 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	s.metrics.request(resp.Request.Method, resp.StatusCode)
 	s.account(resp.Request.Context(), resp.StatusCode, upstreamOutcome(resp.StatusCode))
 	if resp.StatusCode != http.StatusSwitchingProtocols && isLongRunningCtx(resp.Request.Context()) {
-		resp.Body = newDrainBody(resp.Body, s.drain)
+		resp.Body = newDrainBody(s.drain, resp.Body)
 	}
 	return nil
 }
@@ -259,14 +261,14 @@ func (s *Server) Listen() error {
 	}
 	healthLn, err := net.Listen("tcp", ":"+strconv.Itoa(s.cfg.HealthPort))
 	if err != nil {
-		apiLn.Close()
+		_ = apiLn.Close() // the listen error is the one to report
 		return fmt.Errorf("listening for health checks: %w", err)
 	}
 	if s.cfg.TLSPort != 0 {
 		tlsLn, err := s.listenTLS()
 		if err != nil {
-			apiLn.Close()
-			healthLn.Close()
+			// The listen error is the one to report.
+			_, _ = apiLn.Close(), healthLn.Close()
 			return err
 		}
 		s.tlsLn = tlsLn
@@ -315,10 +317,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	if err := errors.Join(s.writeKubeconfig(), s.writeServiceAccount()); err != nil {
-		s.apiLn.Close()
-		s.healthLn.Close()
+		// Nothing was served: the error above is the one to report.
+		_, _ = s.apiLn.Close(), s.healthLn.Close()
 		if s.tlsLn != nil {
-			s.tlsLn.Close()
+			_ = s.tlsLn.Close()
 		}
 		return err
 	}
@@ -377,12 +379,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	var errs []error
 	if err := api.Shutdown(dctx); err != nil {
 		errs = append(errs, fmt.Errorf("draining the API listener: %w", err))
-		api.Close()
+		_ = api.Close() // what is left is cut; the drain's error says so
 	}
 	if apiTLS != nil {
 		if err := apiTLS.Shutdown(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("draining the TLS listener: %w", err))
-			apiTLS.Close()
+			_ = apiTLS.Close() // what is left is cut; the drain's error says so
 		}
 	}
 	upgradesDone := make(chan struct{})
@@ -393,7 +395,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		errs = append(errs, errors.New("draining upgraded connections: timed out"))
 	}
 	if err := health.Shutdown(dctx); err != nil {
-		health.Close()
+		_ = health.Close() // probes in flight when the pod stops need no answer
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		errs = append(errs, fmt.Errorf("serving: %w", serveErr))
@@ -491,8 +493,9 @@ type drainBody struct {
 	stop  func() bool
 }
 
-func newDrainBody(body io.ReadCloser, drain context.Context) *drainBody {
-	return &drainBody{ReadCloser: body, drain: drain, stop: context.AfterFunc(drain, func() { body.Close() })}
+func newDrainBody(drain context.Context, body io.ReadCloser) *drainBody {
+	// Closing the body ends the stream; the reader sees the error of its Read.
+	return &drainBody{ReadCloser: body, drain: drain, stop: context.AfterFunc(drain, func() { _ = body.Close() })}
 }
 
 func (b *drainBody) Read(p []byte) (int, error) {

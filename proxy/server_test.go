@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -223,9 +224,7 @@ func TestRejectionStatus(t *testing.T) {
 			if tt.host != "" {
 				req.Host = tt.host
 			}
-			for k, v := range tt.header {
-				req.Header[k] = v
-			}
+			maps.Copy(req.Header, tt.header)
 			resp, body := tt.f.do(req)
 			if resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("status %d, want 403; body %s", resp.StatusCode, body)
@@ -407,7 +406,9 @@ func TestTokenReloadOnChange(t *testing.T) {
 		t.Errorf("reloads on change = %d, want 1", n)
 	}
 	// An unreadable token keeps the last good one.
-	os.Remove(filepath.Join(f.dir, TokenFile))
+	if err := os.Remove(filepath.Join(f.dir, TokenFile)); err != nil {
+		t.Fatal(err)
+	}
 	if _, body := f.get("/api"); !strings.HasSuffix(body, "Bearer token-b") {
 		t.Fatalf("with the token file gone the request sent %q, want the last token", body)
 	}
@@ -548,14 +549,18 @@ func upgradeEcho(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", r.Header.Get("Upgrade"))
-	brw.Flush()
+	if brw.Flush() != nil {
+		return
+	}
 	for {
 		line, err := brw.ReadString('\n')
 		if err != nil {
 			return
 		}
 		fmt.Fprintf(brw, "%s %s %s", r.Proto, r.Header.Get("Authorization"), line)
-		brw.Flush()
+		if brw.Flush() != nil {
+			return
+		}
 	}
 }
 
@@ -568,7 +573,9 @@ func TestUpgrade(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
 			fmt.Fprintf(conn, "GET /api/v1/namespaces/default/pods/app/exec?command=sh HTTP/1.1\r\nHost: localhost\r\n"+
 				"Connection: Upgrade\r\nUpgrade: %s\r\nAuthorization: Bearer stolen\r\n\r\n", proto)
 			br := bufio.NewReader(conn)
@@ -723,7 +730,7 @@ func TestDrain(t *testing.T) {
 				close(firstLine)
 			}
 			rest, err2 := io.ReadAll(br)
-			if err == nil || err == io.EOF {
+			if err == nil || errors.Is(err, io.EOF) {
 				err = err2
 			}
 			ch <- result{resp.StatusCode, line + string(rest), err}

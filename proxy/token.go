@@ -153,7 +153,7 @@ func (ts *tokenSource) read() (*token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading token: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("reading token: %w", err)

@@ -41,7 +41,7 @@ const DefaultClusterDomain = "cluster.local"
 // to start without a token file, and send its content as a bearer token, which the proxy drops
 // (see Server.rewrite). It is no JWT and no credential, so an app that passes it on elsewhere
 // hands out nothing. No newline: some loaders send the file's content as it is.
-const PlaceholderToken = "not-a-credential.api-proxy-adds-the-pod-credentials"
+const PlaceholderToken = "not-a-credential.api-proxy-adds-the-pod-credentials" //nolint:gosec // no credential, as it says
 
 // CAStateFile is the file in --ca-dir that holds the CA's certificate and its private key, both
 // PEM, in one file so that one atomic rename replaces them together: a crash between two files

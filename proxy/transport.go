@@ -110,7 +110,7 @@ func loadTransports(caFile string) (*transports, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the API server's CA: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("reading the API server's CA: %w", err)
@@ -272,7 +272,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !retryable && req.ContentLength > 0 && req.ContentLength <= maxReplayBody && u.replay.take(req.ContentLength) {
 		data := make([]byte, req.ContentLength)
 		_, err := io.ReadFull(req.Body, data)
-		req.Body.Close()
+		_ = req.Body.Close() // read in full, or failed: err says which
 		body = newReplayBody(data, u.replay)
 		defer body.release()
 		if err != nil {
@@ -298,7 +298,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// Drain a little so that the connection can be reused (HTTP/1.1), then retry.
 	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-	resp.Body.Close()
+	_ = resp.Body.Close() // the answer is discarded
 	retry := req.Clone(req.Context())
 	retry.Header["Authorization"] = auth
 	if body != nil {
