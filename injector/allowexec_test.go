@@ -3,6 +3,7 @@ package injector
 import (
 	"flag"
 	"io"
+	"maps"
 	"strings"
 	"testing"
 
@@ -47,9 +48,7 @@ func TestAllowExecArgs(t *testing.T) {
 				want []string
 			}{{"api-proxy", newInjector(t), tt.apiProxy}, {"kubectl", newKubectlInjector(t), tt.kubectl}} {
 				annotations := map[string]string{InjectAnnotation: "true"}
-				for k, v := range tt.annotations {
-					annotations[k] = v
-				}
+				maps.Copy(annotations, tt.annotations)
 				pod := simplePod(annotations)
 				if _, err := mode.inj.Mutate(Namespace{Name: "team-a"}, pod); err != nil {
 					t.Fatalf("%s: Mutate: %v", mode.name, err)
@@ -80,9 +79,7 @@ func TestAllowExecArgsParseWithProxyFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			annotations := map[string]string{InjectAnnotation: "true"}
-			for k, v := range tt.annotations {
-				annotations[k] = v
-			}
+			maps.Copy(annotations, tt.annotations)
 			pod := simplePod(annotations)
 			if _, err := newInjector(t).Mutate(Namespace{Name: "team-a"}, pod); err != nil {
 				t.Fatal(err)

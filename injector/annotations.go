@@ -105,7 +105,7 @@ const (
 	// TokenMountPath is where the sidecar reads token, ca.crt and namespace: the path of the
 	// built-in service-account mount, so that `kubectl proxy` in the official kubectl image
 	// works unchanged as the sidecar too.
-	TokenMountPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+	TokenMountPath = "/var/run/secrets/kubernetes.io/serviceaccount" //nolint:gosec // a path, no credential
 	// KubeconfigMountPath is the directory of the kubeconfig in the app containers (and in
 	// the container that writes it). The volume's directory is mounted, never a subPath: a
 	// subPath mount would not see the file the sidecar writes after the mount.

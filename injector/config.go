@@ -72,7 +72,7 @@ type SidecarConfig struct {
 	// Resources of the sidecar. Default: requests 10m CPU and 32Mi memory, limit 64Mi memory,
 	// so that ResourceQuota and LimitRange accept the pod. Pods may override each by
 	// annotation (ResourceAnnotations).
-	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	Resources corev1.ResourceRequirements `json:"resources"`
 	// ImagePullSecrets are added to injected pods' spec.imagePullSecrets, for a sidecar image
 	// in a private registry: those the pod lacks are appended, none of the pod's is removed.
 	// Each must exist in the pod's namespace for the kubelet to use it.

@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -69,7 +70,11 @@ func (i *Injector) inject(ns Namespace, pod *corev1.Pod) (warnings []string, err
 	annotations, warnings := withNamespaceDefaults(&r, ns, pod.Annotations)
 	opts, err := ParseOptions(annotations, &i.cfg)
 	if err != nil {
-		r.merge(err.(*Refusal))
+		refusal, ok := errors.AsType[*Refusal](err)
+		if !ok {
+			return nil, err
+		}
+		r.merge(refusal)
 	}
 	prev, injected := ParseStatus(pod.Annotations)
 	targets := i.check(&r, ns, pod, opts, prev, injected)

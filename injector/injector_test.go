@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -193,7 +194,7 @@ func TestRefusals(t *testing.T) {
 			tt.mutate(pod)
 			before := pod.DeepCopy()
 			_, err := inj.Mutate(Namespace{Name: "team-a"}, pod)
-			refusal, ok := err.(*Refusal)
+			refusal, ok := errors.AsType[*Refusal](err)
 			if !ok {
 				t.Fatalf("Mutate error = %v, want a *Refusal", err)
 			}
@@ -361,7 +362,7 @@ func TestKubectlMode(t *testing.T) {
 // the notWant.
 func assertRefusal(t *testing.T, err error, want, notWant []string) {
 	t.Helper()
-	refusal, ok := err.(*Refusal)
+	refusal, ok := errors.AsType[*Refusal](err)
 	if !ok {
 		t.Fatalf("error = %v, want a *Refusal", err)
 	}

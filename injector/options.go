@@ -92,10 +92,10 @@ func ParseOptions(annotations map[string]string, cfg *Config) (Options, error) {
 		switch {
 		case err != nil:
 			r.annotation(ProxyPortAnnotation, v, err.Error())
-		case int32(n) == cfg.Sidecar.HealthPort:
+		case int32(n) == cfg.Sidecar.HealthPort: //nolint:gosec // n is a port, in range: parseInt checked it
 			r.annotation(ProxyPortAnnotation, v, fmt.Sprintf("port %d is the sidecar's health port; choose another port from %d to %d", n, MinProxyPort, MaxProxyPort))
 		default:
-			o.ProxyPort = int32(n)
+			o.ProxyPort = int32(n) //nolint:gosec // n is a port, in range: parseInt checked it
 		}
 	}
 	if v, ok := annotations[TokenExpirationSecondsAnnotation]; ok {

@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -91,7 +92,7 @@ func TestUnknownAnnotationKeys(t *testing.T) {
 				}
 				return
 			}
-			r, ok := err.(*Refusal)
+			r, ok := errors.AsType[*Refusal](err)
 			if !ok {
 				t.Fatalf("error = %v, want a *Refusal", err)
 			}
@@ -169,7 +170,7 @@ func TestReadOnlyKeepsNoCredential(t *testing.T) {
 			}
 			o, err := ParseOptions(annotations, &cfg)
 			if tt.refusal != nil {
-				r, ok := err.(*Refusal)
+				r, ok := errors.AsType[*Refusal](err)
 				if !ok {
 					t.Fatalf("error = %v, want a *Refusal", err)
 				}
