@@ -88,7 +88,7 @@ type webhookConfig struct {
 // config checks the flags and the injector's configuration, and returns every problem at
 // once.
 func (f *webhookFlags) config() (webhookConfig, error) {
-	inj, errs := f.injectorFlags.load()
+	inj, errs := f.load()
 	var level zapcore.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", f.logLevel))
