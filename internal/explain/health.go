@@ -158,7 +158,7 @@ func (e *Explainer) servingChain(ctx context.Context, addr, serverName string, s
 	defer cancel()
 	conn, dialErr := dialer.DialContext(dctx, "tcp", addr)
 	if dialErr == nil {
-		defer conn.Close()
+		defer func() { _ = conn.Close() }() // only the handshake was wanted
 		chain := conn.(*tls.Conn).ConnectionState().PeerCertificates
 		if len(chain) > 0 {
 			return chain, "tls://" + addr, nil
@@ -170,7 +170,7 @@ func (e *Explainer) servingChain(ctx context.Context, addr, serverName string, s
 	}
 	chain, source, err := e.secretChain(ctx, svc)
 	if err != nil {
-		return nil, "", fmt.Errorf("TLS handshake with %s: %v; and from the pods' Secret: %w", addr, dialErr, err)
+		return nil, "", fmt.Errorf("TLS handshake with %s: %w; and from the pods' Secret: %w", addr, dialErr, err)
 	}
 	return chain, source, nil
 }

@@ -38,7 +38,7 @@ func TestExplainServiceHealth(t *testing.T) {
 	}
 	pod := appPod(ns, "webhook-0", nil)
 	pod.Labels = map[string]string{"app": "webhook"}
-	pod.Spec.Volumes = []corev1.Volume{{Name: "certs", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "webhook-tls"}}}}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "certs", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "webhook-tls"}}}} //nolint:gosec // a Secret's name, no credential
 	if _, err := clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -111,14 +111,14 @@ func modeName(m string) string {
 }
 
 func coversPodCreate(rules []admissionregistrationv1.RuleWithOperations) bool {
-	any := func(list []string, v string) bool { return slices.Contains(list, v) || slices.Contains(list, "*") }
+	anyOf := func(list []string, v string) bool { return slices.Contains(list, v) || slices.Contains(list, "*") }
 	for _, r := range rules {
 		ops := make([]string, len(r.Operations))
 		for i, o := range r.Operations {
 			ops[i] = string(o)
 		}
-		if any(ops, string(admissionregistrationv1.Create)) && any(r.APIGroups, "") && any(r.APIVersions, "v1") &&
-			(any(r.Resources, "pods") || slices.Contains(r.Resources, "*/*")) &&
+		if anyOf(ops, string(admissionregistrationv1.Create)) && anyOf(r.APIGroups, "") && anyOf(r.APIVersions, "v1") &&
+			(anyOf(r.Resources, "pods") || slices.Contains(r.Resources, "*/*")) &&
 			(r.Scope == nil || *r.Scope != admissionregistrationv1.ClusterScope) {
 			return true
 		}
