@@ -55,7 +55,7 @@ func run(binDir string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 
 	step("Starting a local Kubernetes API server (envtest: kube-apiserver and etcd %s, no nodes, no kubelet)", testenv.KubernetesVersion())
 	env, err := testenv.New()
@@ -150,11 +150,11 @@ func startWebhook(ctx context.Context, env *envtest.Environment, binDir, work st
 	stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
-		logFile.Close()
+		_ = logFile.Close()
 	}
 	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(100 * time.Millisecond) {
 		if resp, err := http.Get("http://" + probe + "/readyz"); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				say("Ready on port %d (%s); logs in %s", o.LocalServingPort, "https, certificate from envtest", logPath)
 				return stop, nil
@@ -294,7 +294,7 @@ func freeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
 }
 

@@ -68,7 +68,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 	assets, err := testenv.AssetsDir()
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ func once(ctx context.Context, t *target) error {
 		return err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err == nil && resp.StatusCode != http.StatusOK {
 		err = fmt.Errorf("%s: %s", t.name, resp.Status)
 	}
@@ -91,7 +91,7 @@ func watchDelays(ctx context.Context, f *fixture, targets []*target, n int, gap 
 			return nil, nil, fmt.Errorf("watch through %s: %s", t.name, resp.Status)
 		}
 		wg.Go(func() {
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }()
 			dec := json.NewDecoder(resp.Body)
 			for {
 				var ev struct {

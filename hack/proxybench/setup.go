@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -22,6 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+
+	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
 )
 
 const (

@@ -102,7 +102,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 
 	type binary struct {
 		name, path string
@@ -244,7 +244,7 @@ func measure(ctx context.Context, bin string, extra []string, server, saDir stri
 		r.firstFailure = f
 	}
 	if err := proc.WaitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/healthz"); err != nil || r.peak == 0 {
-		return r, fmt.Errorf("api-proxy did not survive the bursts (%v):\n%s", err, stderr.String())
+		return r, fmt.Errorf("api-proxy did not survive the bursts (%w):\n%s", err, stderr.String())
 	}
 	return r, nil
 }
@@ -262,7 +262,7 @@ func post(ctx context.Context, c *http.Client, url string, body []byte) error {
 		return err
 	}
 	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 	if err := testenv.WriteServingCert(work, 1); err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 		if err != nil {
 			return 0, err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		var out admissionv1.AdmissionReview
 		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 			return 0, err
