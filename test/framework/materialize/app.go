@@ -21,7 +21,7 @@ import (
 	"github.com/api-access-injector/api-access-injector/injector"
 )
 
-// AppEnvVar, set to "1" in its environment, tells the caller's executable to act as the app
+// AppEnvVar set to "1" in its environment tells the caller's executable to act as the app
 // (see IsApp and AppMain). It is the only variable Run adds to the app container's.
 const AppEnvVar = "APIACCESS_MATERIALIZE_APP"
 
@@ -39,7 +39,7 @@ type AppReport struct {
 	HTTPError string `json:"httpError,omitempty"`
 }
 
-// InClusterApp, as the value of AppEnvVar, makes AppMain an in-cluster Go program instead:
+// InClusterApp as the value of AppEnvVar makes AppMain an in-cluster Go program instead:
 // one that knows nothing of the sidecar and configures client-go with rest.InClusterConfig(),
 // as the Kubernetes docs recommend, lists the pods of the namespace its service-account files
 // name, tries to create a ConfigMap there, and writes a ClientReport.
@@ -133,7 +133,7 @@ func listHTTP(ctx context.Context, base, ns string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, err

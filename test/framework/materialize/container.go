@@ -112,12 +112,12 @@ func (k *Kubelet) WaitStarted(ctx context.Context, r *Running) error {
 	}
 	wait := time.Duration(p.InitialDelaySeconds) * time.Second
 	var last error
-	for failures := int32(0); failures < threshold; failures++ {
+	for range threshold {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-r.done:
-			return fmt.Errorf("materialize: container %q exited before its startupProbe passed (%v); its log:\n%s", c.Name, r.err, r.Log())
+			return fmt.Errorf("materialize: container %q exited before its startupProbe passed (%w); its log:\n%s", c.Name, r.err, r.Log())
 		case <-time.After(wait):
 		}
 		wait = period
@@ -182,7 +182,7 @@ func probeCheck(c *corev1.Container, p *corev1.Probe, timeout time.Duration, pro
 				return err
 			}
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			// The kubelet's rule: 200 <= status < 400 passes.
 			if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 				return fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))

@@ -129,12 +129,12 @@ func resolve(p string) (target, missing string, err error) {
 		}
 		existing = filepath.Dir(existing)
 	}
-	real, err := filepath.EvalSymlinks(existing)
+	resolved, err := filepath.EvalSymlinks(existing)
 	if err != nil {
 		return "", "", err
 	}
 	missing = strings.TrimPrefix(p, existing)
-	return real + missing, missing, nil
+	return resolved + missing, missing, nil
 }
 
 // podViewFor describes the pod view of a container: its volume mounts at their paths, and

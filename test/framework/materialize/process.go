@@ -37,8 +37,8 @@ type Process struct {
 
 // Getenv returns the value of an environment variable of the process.
 func (p *Process) Getenv(key string) (string, bool) {
-	for i := len(p.Env) - 1; i >= 0; i-- {
-		if k, v, _ := strings.Cut(p.Env[i], "="); k == key {
+	for _, v := range slices.Backward(p.Env) {
+		if k, v, _ := strings.Cut(v, "="); k == key {
 			return v, true
 		}
 	}
@@ -359,9 +359,9 @@ func setsFlag(args []string, name string) bool {
 
 func envLookup(env []corev1.EnvVar) func(string) (string, bool) {
 	return func(name string) (string, bool) {
-		for i := len(env) - 1; i >= 0; i-- {
-			if env[i].Name == name {
-				return env[i].Value, true
+		for _, e := range slices.Backward(env) {
+			if e.Name == name {
+				return e.Value, true
 			}
 		}
 		return "", false

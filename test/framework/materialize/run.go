@@ -166,7 +166,7 @@ func runApp(ctx context.Context, k *Kubelet, container string, o Options, res *R
 	}
 	out, err := execute(ctx, res.App, AppEnvVar+"=1")
 	if jerr := json.Unmarshal(out, &res.Report); jerr != nil {
-		return fmt.Errorf("materialize: the app's report: %w (exit: %v); it wrote:\n%s", jerr, err, out)
+		return fmt.Errorf("materialize: the app's report: %w (exit: %w); it wrote:\n%s", jerr, err, out)
 	}
 	var errs []error
 	if res.Report.ClientGoError != "" {
@@ -184,7 +184,7 @@ func runApp(ctx context.Context, k *Kubelet, container string, o Options, res *R
 		if err != nil {
 			errs = append(errs, fmt.Errorf("materialize: kubectl get pods with the app's environment: %w:\n%s", err, out))
 		}
-		for _, l := range strings.Fields(string(out)) {
+		for l := range strings.FieldsSeq(string(out)) {
 			if name, ok := strings.CutPrefix(l, "pod/"); ok {
 				res.Kubectl = append(res.Kubectl, name)
 			}

@@ -144,7 +144,7 @@ func TestTransparentModeRealClients(t *testing.T) {
 		}},
 		{"kubectl with no kubeconfig", func(t *testing.T) ([]string, string) {
 			var names []string
-			for _, l := range strings.Fields(run(t, []string{e.kubectl, "get", "pods", "-o", "name"}, injector.KubeconfigEnvVar)) {
+			for l := range strings.FieldsSeq(run(t, []string{e.kubectl, "get", "pods", "-o", "name"}, injector.KubeconfigEnvVar)) {
 				names = append(names, strings.TrimPrefix(l, "pod/"))
 			}
 			p, err := k.Process(ctx, "app", ProcessOptions{Argv: []string{e.kubectl, "create", "configmap", "written-by-kubectl"}, PodView: true})

@@ -3,6 +3,7 @@ package materialize
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,9 +145,7 @@ func (k *Kubelet) configMapFiles(ctx context.Context, name string, items []corev
 	for key, v := range cm.Data {
 		data[key] = []byte(v)
 	}
-	for key, v := range cm.BinaryData {
-		data[key] = v
-	}
+	maps.Copy(data, cm.BinaryData)
 	return keyFiles("ConfigMap "+name, data, items, optional, mode)
 }
 

@@ -18,7 +18,7 @@ import (
 	"strings"
 	"sync"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -122,14 +122,14 @@ func Start(webhookFiles ...string) (*envtest.Environment, *rest.Config, error) {
 // LoadWebhooks reads MutatingWebhookConfiguration files for envtest's WebhookInstallOptions.
 // envtest points each entry at its local server as https://host:port/ + service.path, so the
 // leading slash of the path is dropped here: the URL path is then the one the server serves.
-func LoadWebhooks(paths ...string) ([]*admissionv1.MutatingWebhookConfiguration, error) {
-	var out []*admissionv1.MutatingWebhookConfiguration
+func LoadWebhooks(paths ...string) ([]*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	var out []*admissionregistrationv1.MutatingWebhookConfiguration
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return nil, err
 		}
-		cfg := &admissionv1.MutatingWebhookConfiguration{}
+		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		if err := yaml.UnmarshalStrict(data, cfg); err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"sync"
@@ -48,12 +49,14 @@ func StartWebhookWith(env *envtest.Environment, cfg *rest.Config, opts server.Op
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				log.Printf("stopping the in-process webhook: %v", err)
+			}
 		})
 	}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if resp, err := http.Get("http://" + probe + "/readyz"); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return stop, nil
 			}
@@ -75,6 +78,6 @@ func FreeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
 }
