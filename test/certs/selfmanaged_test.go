@@ -102,7 +102,12 @@ func TestSelfManagedCertificates(t *testing.T) {
 	mctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("stopping the manager: %v", err)
+		}
+	})
 
 	start := time.Now()
 	for !probeServes(probe) {

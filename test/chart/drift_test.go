@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -22,7 +22,7 @@ func TestNoDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want admissionv1.MutatingWebhookConfiguration
+	var want admissionregistrationv1.MutatingWebhookConfiguration
 	if err := yaml.UnmarshalStrict(data, &want); err != nil {
 		t.Fatalf("%s: %v", kustomizeWebhook, err)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 )
 
 // kustomizePolicies holds the chart's ValidatingAdmissionPolicies for the plain (kustomize)
@@ -27,13 +27,13 @@ var policyNames = map[string][]string{
 }
 
 // wantActions are the validationActions of each binding: refusals Deny, the rest Warn.
-var wantActions = map[string]admissionv1.ValidationAction{
-	fullname + "-injection-required":            admissionv1.Deny,
-	fullname + "-injection-expected":            admissionv1.Warn,
-	fullname + "-injected-annotations":          admissionv1.Deny,
-	fullname + "-workload-annotations":          admissionv1.Deny,
-	fullname + "-workload-annotation-placement": admissionv1.Warn,
-	fullname + "-namespace-label":               admissionv1.Deny,
+var wantActions = map[string]admissionregistrationv1.ValidationAction{
+	fullname + "-injection-required":            admissionregistrationv1.Deny,
+	fullname + "-injection-expected":            admissionregistrationv1.Warn,
+	fullname + "-injected-annotations":          admissionregistrationv1.Deny,
+	fullname + "-workload-annotations":          admissionregistrationv1.Deny,
+	fullname + "-workload-annotation-placement": admissionregistrationv1.Warn,
+	fullname + "-namespace-label":               admissionregistrationv1.Deny,
 }
 
 // TestPolicies: every policy is rendered by default with a binding of the right action, fails
@@ -43,14 +43,14 @@ func TestPolicies(t *testing.T) {
 	r := render(t, "--set", "webhook.excludedNamespaces={team-x}")
 	for _, names := range policyNames {
 		for _, name := range names {
-			var p admissionv1.ValidatingAdmissionPolicy
+			var p admissionregistrationv1.ValidatingAdmissionPolicy
 			r.decode(t, "ValidatingAdmissionPolicy", name, &p)
-			var b admissionv1.ValidatingAdmissionPolicyBinding
+			var b admissionregistrationv1.ValidatingAdmissionPolicyBinding
 			r.decode(t, "ValidatingAdmissionPolicyBinding", name, &b)
-			if b.Spec.PolicyName != name || !slices.Equal(b.Spec.ValidationActions, []admissionv1.ValidationAction{wantActions[name]}) {
+			if b.Spec.PolicyName != name || !slices.Equal(b.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{wantActions[name]}) {
 				t.Errorf("binding %s: policy %q, actions %v; want %s, [%s]", name, b.Spec.PolicyName, b.Spec.ValidationActions, name, wantActions[name])
 			}
-			if p.Spec.FailurePolicy == nil || *p.Spec.FailurePolicy != admissionv1.Fail {
+			if p.Spec.FailurePolicy == nil || *p.Spec.FailurePolicy != admissionregistrationv1.Fail {
 				t.Errorf("policy %s: failurePolicy %v, want Fail", name, p.Spec.FailurePolicy)
 			}
 			var excluded []string
@@ -114,14 +114,14 @@ func TestPoliciesNoDrift(t *testing.T) {
 	for _, o := range want.objects {
 		switch o.GetKind() {
 		case "ValidatingAdmissionPolicy":
-			var c, f admissionv1.ValidatingAdmissionPolicy
+			var c, f admissionregistrationv1.ValidatingAdmissionPolicy
 			want.decode(t, o.GetKind(), o.GetName(), &c)
 			file.decode(t, o.GetKind(), o.GetName(), &f)
 			if diff := cmp.Diff(c.Spec, f.Spec); diff != "" {
 				t.Errorf("%s differs (-chart +%s); run `go test ./test/chart -run TestPoliciesNoDrift -update`:\n%s", o.GetName(), kustomizePolicies, diff)
 			}
 		case "ValidatingAdmissionPolicyBinding":
-			var c, f admissionv1.ValidatingAdmissionPolicyBinding
+			var c, f admissionregistrationv1.ValidatingAdmissionPolicyBinding
 			want.decode(t, o.GetKind(), o.GetName(), &c)
 			file.decode(t, o.GetKind(), o.GetName(), &f)
 			if diff := cmp.Diff(c.Spec, f.Spec); diff != "" {

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -189,9 +189,9 @@ func TestDefaultRender(t *testing.T) {
 		if len(w.ClientConfig.CABundle) != 0 {
 			t.Errorf("%s: caBundle set in self-managed mode; the webhook writes it", w.Name)
 		}
-		wantPolicy := admissionv1.Ignore
+		wantPolicy := admissionregistrationv1.Ignore
 		if i == 2 {
-			wantPolicy = admissionv1.Fail
+			wantPolicy = admissionregistrationv1.Fail
 		}
 		if *w.FailurePolicy != wantPolicy {
 			t.Errorf("%s: failurePolicy = %s, want %s", w.Name, *w.FailurePolicy, wantPolicy)
@@ -343,7 +343,7 @@ func TestValues(t *testing.T) {
 	t.Run("failurePolicy applies to opt-in and enabled only", func(t *testing.T) {
 		mwc := webhookConfig(t, render(t, "--set", "webhook.failurePolicy=Fail,webhook.timeoutSeconds=3"))
 		for _, w := range mwc.Webhooks {
-			if *w.FailurePolicy != admissionv1.Fail || *w.TimeoutSeconds != 3 {
+			if *w.FailurePolicy != admissionregistrationv1.Fail || *w.TimeoutSeconds != 3 {
 				t.Errorf("%s: failurePolicy %s, timeout %d; want Fail, 3", w.Name, *w.FailurePolicy, *w.TimeoutSeconds)
 			}
 		}
@@ -484,9 +484,9 @@ func volume(t *testing.T, pod corev1.PodSpec, name string) corev1.Volume {
 
 // webhookConfig decodes the rendered webhook configuration and checks the shape every mode
 // shares: the three entries, in order.
-func webhookConfig(t *testing.T, r *rendered) admissionv1.MutatingWebhookConfiguration {
+func webhookConfig(t *testing.T, r *rendered) admissionregistrationv1.MutatingWebhookConfiguration {
 	t.Helper()
-	var mwc admissionv1.MutatingWebhookConfiguration
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
 	r.decode(t, "MutatingWebhookConfiguration", fullname, &mwc)
 	var names []string
 	for _, w := range mwc.Webhooks {
@@ -499,7 +499,7 @@ func webhookConfig(t *testing.T, r *rendered) admissionv1.MutatingWebhookConfigu
 }
 
 // excludedNamespaces returns the values of an entry's kubernetes.io/metadata.name NotIn expression.
-func excludedNamespaces(t *testing.T, w admissionv1.MutatingWebhook) []string {
+func excludedNamespaces(t *testing.T, w admissionregistrationv1.MutatingWebhook) []string {
 	t.Helper()
 	for _, e := range w.NamespaceSelector.MatchExpressions {
 		if e.Key == "kubernetes.io/metadata.name" && e.Operator == "NotIn" {

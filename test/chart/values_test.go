@@ -141,10 +141,9 @@ func TestReadmeListsEveryValue(t *testing.T) {
 	walk("", values)
 	for row := range rows {
 		var v any = values
-		for _, k := range strings.Split(row, ".") {
+		for k := range strings.SplitSeq(row, ".") {
 			m, ok := v.(map[string]any)
 			if !ok {
-				v = nil
 				break
 			}
 			if v, ok = m[k]; !ok {

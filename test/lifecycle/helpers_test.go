@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,7 +97,7 @@ func (p *process) waitReady(t *testing.T, timeout time.Duration) {
 	eventually(t, timeout, p.name+" to become ready", func() (bool, error) {
 		select {
 		case <-p.exited:
-			return false, fmt.Errorf("%s exited before it was ready: %v", p.name, p.err)
+			return false, fmt.Errorf("%s exited before it was ready: %w", p.name, p.err)
 		default:
 		}
 		return p.ready(), nil
@@ -121,8 +121,7 @@ func (p *process) wait(t *testing.T, timeout time.Duration) int {
 	case <-time.After(timeout):
 		t.Fatalf("%s did not exit within %v", p.name, timeout)
 	}
-	var exit *exec.ExitError
-	if errors.As(p.err, &exit) {
+	if exit, ok := errors.AsType[*exec.ExitError](p.err); ok {
 		return exit.ExitCode()
 	}
 	if p.err != nil {
@@ -257,18 +256,18 @@ func selfManagedSetup(t *testing.T, ns string) []string {
 	if _, err := clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api-access-injector-tls"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	entry := func(name string) admissionv1.MutatingWebhook {
-		return admissionv1.MutatingWebhook{
+	entry := func(name string) admissionregistrationv1.MutatingWebhook {
+		return admissionregistrationv1.MutatingWebhook{
 			Name:                    name,
 			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:1/" + name)},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:1/" + name)},
 			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"lifecycle.apiaccess.io/never": "true"}},
-			SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 		}
 	}
-	mwc := &admissionv1.MutatingWebhookConfiguration{
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: ns},
-		Webhooks:   []admissionv1.MutatingWebhook{entry("a.lifecycle.apiaccess.io"), entry("b.lifecycle.apiaccess.io")},
+		Webhooks:   []admissionregistrationv1.MutatingWebhook{entry("a.lifecycle.apiaccess.io"), entry("b.lifecycle.apiaccess.io")},
 	}
 	if _, err := clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

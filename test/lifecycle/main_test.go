@@ -48,7 +48,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	binary = filepath.Join(dir, "api-access-injector")
 	build := exec.Command("go", "build", "-o", binary, "./cmd/api-access-injector")
 	build.Dir = "../.."

@@ -25,7 +25,7 @@ var dryRun = metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 // takes effect when the API server's informers have seen it and its binding. Each probe is a
 // request that only that policy refuses or warns about; the webhook must not be running.
 func waitEnforced() error {
-	ctx := context.Background()
+	ctx := context.Background() //nolint:forbidigo // run from TestMain, which has no t.Context()
 	cs, rec, err := testenv.ClientWithWarnings(restCfg)
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func waitEnforced() error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("policy %s not enforced after 60s (last error: %v)", name, err)
+				return fmt.Errorf("policy %s not enforced after 60s (last error: %w)", name, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}

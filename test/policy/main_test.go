@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"os"
 	"strconv"
@@ -20,7 +21,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -89,7 +90,11 @@ func run(m *testing.M) (int, error) {
 	if err := startWebhook(); err != nil {
 		return 0, err
 	}
-	defer stopWebhook()
+	defer func() {
+		if err := stopWebhook(); err != nil {
+			log.Printf("stopping the webhook: %v", err)
+		}
+	}()
 	return m.Run(), nil
 }
 
@@ -99,7 +104,7 @@ func installPolicies() error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
+	ctx := context.Background() //nolint:forbidigo // run from TestMain, which has no t.Context()
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for {
 		doc, err := reader.Read()
@@ -115,7 +120,7 @@ func installPolicies() error {
 		}
 		switch meta.Kind {
 		case "ValidatingAdmissionPolicy":
-			var p admissionv1.ValidatingAdmissionPolicy
+			var p admissionregistrationv1.ValidatingAdmissionPolicy
 			if err := yaml.UnmarshalStrict(doc, &p); err != nil {
 				return fmt.Errorf("%s: %w", policyManifest, err)
 			}
@@ -123,7 +128,7 @@ func installPolicies() error {
 				return err
 			}
 		case "ValidatingAdmissionPolicyBinding":
-			var b admissionv1.ValidatingAdmissionPolicyBinding
+			var b admissionregistrationv1.ValidatingAdmissionPolicyBinding
 			if err := yaml.UnmarshalStrict(doc, &b); err != nil {
 				return fmt.Errorf("%s: %w", policyManifest, err)
 			}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,7 +81,7 @@ var badAnnotations = []struct {
 func TestWorkloadRefusalsMatchTheWebhook(t *testing.T) {
 	// Enforced: the webhook handles every pod, even one annotated inject "false".
 	ns := newNamespace(t, injector.ModeEnforced)
-	rows := append(badAnnotations[:len(badAnnotations):len(badAnnotations)], struct {
+	rows := append(slices.Clip(badAnnotations), struct {
 		name        string
 		annotations map[string]string
 	}{"valid", map[string]string{

@@ -100,7 +100,7 @@ func pollErr(ctx context.Context, timeout time.Duration, what string, cond func(
 		return ok, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting %s for %s: %w (last error: %v)", timeout, what, err, last)
+		return fmt.Errorf("waiting %s for %s: %w (last error: %w)", timeout, what, err, last)
 	}
 	return nil
 }
@@ -156,7 +156,8 @@ func newNamespace(t *testing.T, name string, labels map[string]string) string {
 		t.Fatalf("creating namespace %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		_ = clientset.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+		// t.Context() is cancelled before cleanups run.
+		_ = clientset.CoreV1().Namespaces().Delete(context.WithoutCancel(t.Context()), name, metav1.DeleteOptions{})
 	})
 	role := &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: "e2e-app"},
@@ -273,7 +274,7 @@ func waitPodDone(t *testing.T, ns, name string) *corev1.Pod {
 // describe reports the state of a pod for a failure message: container statuses, events,
 // the logs of every container.
 func describe(t *testing.T, ns, name string) string {
-	ctx := context.Background()
+	ctx := context.WithoutCancel(t.Context()) // also from cleanups, after t.Context() is cancelled
 	var b strings.Builder
 	p, err := clientset.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -298,7 +299,7 @@ func describe(t *testing.T, ns, name string) string {
 
 // logs returns the log of a container (or the error reading it).
 func logs(t *testing.T, ns, pod, container string) string {
-	out, err := logsErr(context.Background(), ns, pod, container)
+	out, err := logsErr(context.WithoutCancel(t.Context()), ns, pod, container)
 	if err != nil {
 		return "(no logs: " + err.Error() + ")"
 	}
@@ -313,7 +314,7 @@ func logsErr(ctx context.Context, ns, pod, container string) (string, error) {
 // webhookLogs returns the logs of the webhook's pods, for a failure message.
 func webhookLogs(t *testing.T) string {
 	var b strings.Builder
-	pods, err := clientset.CoreV1().Pods(releaseNS).List(context.Background(), metav1.ListOptions{LabelSelector: webhookSelector})
+	pods, err := clientset.CoreV1().Pods(releaseNS).List(context.WithoutCancel(t.Context()), metav1.ListOptions{LabelSelector: webhookSelector})
 	if err != nil {
 		return err.Error()
 	}

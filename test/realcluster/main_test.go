@@ -39,7 +39,7 @@ func run(m *testing.M) (int, error) {
 	if clientset, err = kubernetes.NewForConfig(restCfg); err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) //nolint:forbidigo // TestMain has no t.Context()
 	defer cancel()
 	// A release left by an interrupted run on a cluster kept up for development.
 	if _, err := helm(ctx, "status", releaseName, "-n", releaseNS); err == nil {
@@ -62,6 +62,6 @@ func run(m *testing.M) (int, error) {
 	code := m.Run()
 	// Leave a cluster kept up for development as it was (the lifecycle test uninstalls it
 	// itself; this is for runs that skipped it with -run).
-	_, err = helm(context.Background(), "uninstall", releaseName, "-n", releaseNS, "--ignore-not-found", "--wait")
+	_, err = helm(context.Background(), "uninstall", releaseName, "-n", releaseNS, "--ignore-not-found", "--wait") //nolint:forbidigo // TestMain has no t.Context()
 	return code, err
 }

@@ -48,7 +48,7 @@ import (
 )
 
 // tokenPath is where a service-account token would be mounted in an app container.
-const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token" //nolint:gosec // a path, no credential
 
 func main() {
 	if len(os.Args) < 2 {
@@ -179,7 +179,7 @@ func call(ctx context.Context, method, path string, body []byte) (int, []byte, e
 	if err != nil {
 		return 0, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, data, err
 }
@@ -306,7 +306,7 @@ func portForward(ctx context.Context, pod, port string) (TunnelResult, error) {
 	if err != nil {
 		return TunnelResult{Error: fmt.Sprintf("GET through the tunnel: %v %s", err, errOut.String())}, nil
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	return TunnelResult{OK: resp.StatusCode == http.StatusOK, Output: string(body)}, nil
 }
