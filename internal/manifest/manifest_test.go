@@ -25,7 +25,7 @@ func newOptions(t *testing.T) Options {
 func documents(t *testing.T, out []byte) []map[string]any {
 	t.Helper()
 	var docs []map[string]any
-	for _, part := range strings.Split(string(out), "\n---\n") {
+	for part := range strings.SplitSeq(string(out), "\n---\n") {
 		var m map[string]any
 		if err := yaml.Unmarshal([]byte(part), &m); err != nil {
 			t.Fatalf("output is not YAML: %v\n%s", err, part)
