@@ -59,12 +59,12 @@ func TestUnknownFieldsStayInTheirElement(t *testing.T) {
 	typed := `{"spec":{"initContainers":[{"name":"migrate","image":"m"}],"containers":[{"name":"app","image":"a"}]}}`
 	mutated := `{"spec":{"initContainers":[{"name":"api-proxy","image":"p","restartPolicy":"Always"},{"name":"migrate","image":"m","env":[{"name":"K","value":"v"}]}],` +
 		`"containers":[{"name":"app","image":"a","env":[{"name":"K","value":"v"}]}]}}`
-	real := `{"spec":{"futureSpecField":true,"initContainers":[{"name":"migrate","image":"m","futureField":{"x":1}}],` +
+	live := `{"spec":{"futureSpecField":true,"initContainers":[{"name":"migrate","image":"m","futureField":{"x":1}}],` +
 		`"containers":[{"name":"app","image":"a","futureField":{"y":2}}]}}`
 	want := `{"spec":{"futureSpecField":true,"initContainers":[{"name":"api-proxy","image":"p","restartPolicy":"Always"},` +
 		`{"name":"migrate","image":"m","futureField":{"x":1},"env":[{"name":"K","value":"v"}]}],` +
 		`"containers":[{"name":"app","image":"a","futureField":{"y":2},"env":[{"name":"K","value":"v"}]}]}}`
-	if diff := cmp.Diff(decode(t, want), apply(t, typed, mutated, real)); diff != "" {
+	if diff := cmp.Diff(decode(t, want), apply(t, typed, mutated, live)); diff != "" {
 		t.Errorf("unknown fields moved or lost (-want +got):\n%s", diff)
 	}
 }

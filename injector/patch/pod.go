@@ -307,7 +307,7 @@ func diffList[T any](s *Snapshot, depth int, path string, a, b []T, kind *listKi
 	s.kept[depth] = kept
 	w := &s.w
 	j := len(kept) - 1
-	for i := len(a) - 1; i >= 0; i-- { // as forRemovals
+	for i := range slices.Backward(a) { // as forRemovals
 		for j >= 0 && (kept[j] < 0 || kept[j] > i) {
 			j--
 		}
@@ -440,14 +440,14 @@ func toJSONValues(a, b any) (av, bv any, err error) {
 
 // equalExcept reports whether *a and *b are equal but for the skipped fields: at once when
 // every other field is the same memory (what a Snapshot shares with the pod), else by
-// reflect.DeepEqual of copies whose skipped fields clear empties.
-func equalExcept[T any](a, b *T, skip []bool, clear func(*T)) bool {
+// reflect.DeepEqual of copies whose skipped fields clearSkipped empties.
+func equalExcept[T any](a, b *T, skip []bool, clearSkipped func(*T)) bool {
 	if sameExcept(a, b, skip) {
 		return true
 	}
 	ca, cb := *a, *b
-	clear(&ca)
-	clear(&cb)
+	clearSkipped(&ca)
+	clearSkipped(&cb)
 	return reflect.DeepEqual(&ca, &cb)
 }
 
