@@ -18,9 +18,9 @@ import (
 // proxySettings are the fields of proxy.Config that the injector sets through the sidecar's
 // arguments.
 type proxySettings struct {
-	Port, HealthPort, TLSPort                       int
-	ReadOnly                                        bool
-	KubeconfigOut, ClusterDomain, ServiceAccountOut string
+	Port, HealthPort, TLSPort                              int
+	ReadOnly, AccessLog                                    bool
+	KubeconfigOut, ClusterDomain, ServiceAccountOut, CADir string
 }
 
 // TestGoldenArgsParseWithProxyFlags parses the sidecar's arguments of every golden case with
@@ -76,6 +76,7 @@ func TestGoldenArgsParseWithProxyFlags(t *testing.T) {
 				Port:          int(opts.ProxyPort),
 				HealthPort:    int(inj.cfg.Sidecar.HealthPort),
 				ReadOnly:      opts.ReadOnly,
+				AccessLog:     opts.AccessLog,
 				KubeconfigOut: kubeconfig,
 				ClusterDomain: proxy.DefaultClusterDomain,
 			}
@@ -83,10 +84,11 @@ func TestGoldenArgsParseWithProxyFlags(t *testing.T) {
 				want.TLSPort = int(inj.cfg.TransparentPort)
 				want.ClusterDomain = inj.cfg.ClusterDomain
 				want.ServiceAccountOut = ServiceAccountOutPath
+				want.CADir = CAMountPath
 			}
 			got := proxySettings{
-				Port: cfg.Port, HealthPort: cfg.HealthPort, TLSPort: cfg.TLSPort, ReadOnly: cfg.ReadOnly,
-				KubeconfigOut: cfg.KubeconfigOut, ClusterDomain: cfg.ClusterDomain, ServiceAccountOut: cfg.ServiceAccountOut,
+				Port: cfg.Port, HealthPort: cfg.HealthPort, TLSPort: cfg.TLSPort, ReadOnly: cfg.ReadOnly, AccessLog: cfg.AccessLog,
+				KubeconfigOut: cfg.KubeconfigOut, ClusterDomain: cfg.ClusterDomain, ServiceAccountOut: cfg.ServiceAccountOut, CADir: cfg.CADir,
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("api-proxy's settings from the injected args (-want +got):\n%s", diff)
