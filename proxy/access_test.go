@@ -19,6 +19,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 )
 
 // TestAccessRecordNeverForwarded checks that nothing under AccessRecordPrefix reaches the
@@ -227,7 +229,7 @@ func TestAccessLog(t *testing.T) {
 			w.WriteHeader(403)
 		}
 	}), func(c *Config) { c.AccessLog, c.ReadOnly = true, true })
-	logs := new(syncBuffer)
+	logs := new(syncbuffer.Buffer)
 	f.srv.log = slog.New(slog.NewJSONHandler(logs, nil))
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/api/v1/namespaces/a/pods?watch=0&labelSelector=secret%3Dvalue"},

@@ -19,6 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 )
 
 // TestEnvtestAccessRecord runs an app's calls through a read-only proxy with a real token
@@ -41,7 +43,7 @@ func TestEnvtestAccessRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := new(syncBuffer)
+	logs := new(syncbuffer.Buffer)
 	p := e.startProxy(t, tr.Status.Token, func(c *Config) {
 		c.ReadOnly = true
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))

@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
@@ -120,7 +121,7 @@ type envProxy struct {
 
 func (e *saEnv) startProxy(t *testing.T, tok string, mutate func(*Config)) *envProxy {
 	t.Helper()
-	f := &fixture{t: t, tb: t, dir: t.TempDir(), logs: new(syncBuffer)}
+	f := &fixture{t: t, tb: t, dir: t.TempDir(), logs: new(syncbuffer.Buffer)}
 	if err := os.WriteFile(filepath.Join(f.dir, CAFile), e.cfg.CAData, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -25,25 +24,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 )
-
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // fixture is a proxy in front of a TLS (HTTP/2-capable) test upstream, with a
 // service-account directory laid out as the kubelet lays it out.
@@ -54,7 +37,7 @@ type fixture struct {
 	upstream *httptest.Server
 	srv      *Server
 	front    *httptest.Server // serves srv's API handler on 127.0.0.1
-	logs     *syncBuffer
+	logs     *syncbuffer.Buffer
 	tokens   []string // every token written, none of which may appear in a log
 }
 
@@ -65,7 +48,7 @@ func newFixture(t *testing.T, upstream http.Handler, mutate func(*Config)) *fixt
 	up.StartTLS()
 	t.Cleanup(up.Close)
 
-	f := &fixture{t: t, dir: t.TempDir(), upstream: up, logs: new(syncBuffer)}
+	f := &fixture{t: t, dir: t.TempDir(), upstream: up, logs: new(syncbuffer.Buffer)}
 	f.srv = newServerFor(t, f, mutate)
 	f.front = httptest.NewServer(f.srv)
 	t.Cleanup(f.front.Close)
@@ -82,7 +65,7 @@ func newFixture(t *testing.T, upstream http.Handler, mutate func(*Config)) *fixt
 
 // newFixtureFor returns a proxy to up with default settings, for benchmarks.
 func newFixtureFor(b *testing.B, up *httptest.Server) *Server {
-	f := &fixture{dir: b.TempDir(), upstream: up, logs: new(syncBuffer)}
+	f := &fixture{dir: b.TempDir(), upstream: up, logs: new(syncbuffer.Buffer)}
 	return newServerFor(b, f, nil)
 }
 

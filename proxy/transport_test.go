@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 )
 
 // newCA returns a CA certificate (PEM) and a serving certificate for 127.0.0.1 that it signed.
@@ -72,7 +74,7 @@ func TestCARotation(t *testing.T) {
 	up.StartTLS()
 	defer up.Close()
 
-	f := &fixture{t: t, tb: t, dir: t.TempDir(), upstream: up, logs: new(syncBuffer)}
+	f := &fixture{t: t, tb: t, dir: t.TempDir(), upstream: up, logs: new(syncbuffer.Buffer)}
 	writeCA := func(pem []byte) {
 		// Replace the file as a new inode, as the kubelet's symlink swap does.
 		tmp := filepath.Join(f.dir, "ca.tmp")

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
@@ -39,7 +39,7 @@ type process struct {
 	port    int    // webhook HTTPS port
 	probe   string // address of /healthz and /readyz
 	certDir string
-	out     *syncBuffer // stdout and stderr, as the container runtime collects them
+	out     *syncbuffer.Buffer // stdout and stderr, as the container runtime collects them
 	exited  chan struct{}
 	err     error // of cmd.Wait, once exited is closed
 }
@@ -49,7 +49,7 @@ type process struct {
 // running; its output is printed if the test failed.
 func startWebhook(t *testing.T, name, certDir string, flags ...string) *process {
 	t.Helper()
-	p := &process{name: name, certDir: certDir, out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &process{name: name, certDir: certDir, out: &syncbuffer.Buffer{}, exited: make(chan struct{})}
 	p.port = freePort(t)
 	p.probe = "127.0.0.1:" + strconv.Itoa(freePort(t))
 	args := append([]string{"webhook",
@@ -189,24 +189,6 @@ func count(lines []logLine, msg string) int {
 		}
 	}
 	return n
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // eventually calls cond until it returns true, fails the test if it returns an error or

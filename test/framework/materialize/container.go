@@ -13,12 +13,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 )
 
 // Running is a started container process.
@@ -27,7 +28,7 @@ type Running struct {
 	Process *Process
 
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *syncbuffer.Buffer
 	done chan struct{}
 	err  error // set before done is closed
 }
@@ -35,7 +36,7 @@ type Running struct {
 // Start starts a container's process. Its stdout and stderr are kept (see Log) and copied to
 // logs when it is not nil.
 func (k *Kubelet) Start(p *Process, logs io.Writer) (*Running, error) {
-	r := &Running{Process: p, log: &syncBuffer{}, done: make(chan struct{})}
+	r := &Running{Process: p, log: &syncbuffer.Buffer{}, done: make(chan struct{})}
 	var out io.Writer = r.log
 	if logs != nil {
 		out = io.MultiWriter(r.log, logs)
@@ -218,22 +219,4 @@ func probePort(c *corev1.Container, port intstr.IntOrString) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("probe port %q is not a port of the container", port.StrVal)
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and concurrent reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/proxy"
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 	"github.com/api-access-injector/api-access-injector/test/framework/testenv"
 )
 
@@ -210,7 +211,7 @@ func TestTransparentModeRealClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stderr := &syncBuffer{}
+		stderr := &syncbuffer.Buffer{}
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
