@@ -3,6 +3,7 @@ package injector
 import (
 	"flag"
 	"io"
+	"maps"
 	"testing"
 
 	"github.com/api-access-injector/api-access-injector/proxy"
@@ -23,9 +24,7 @@ func TestAccessLogArgs(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			annotations := map[string]string{InjectAnnotation: "true"}
-			for k, v := range tt.annotations {
-				annotations[k] = v
-			}
+			maps.Copy(annotations, tt.annotations)
 			pod := simplePod(annotations)
 			if _, err := newInjector(t).Mutate(Namespace{Name: "team-a"}, pod); err != nil {
 				t.Fatal(err)

@@ -224,10 +224,10 @@ func decodeTupleKey(k string) (accessrecord.Request, bool) {
 	var fields [6]string
 	for i := range fields {
 		n, w := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
-		if w <= 0 || uint64(len(rest)-w) < n {
+		if w <= 0 || uint64(len(rest)-w) < n { //nolint:gosec // 0 < w <= len(rest): no overflow
 			return accessrecord.Request{}, false
 		}
-		fields[i], rest = rest[w:w+int(n)], rest[w+int(n):]
+		fields[i], rest = rest[w:w+int(n)], rest[w+int(n):] //nolint:gosec // n <= len(rest)-w, checked above
 	}
 	r.Verb, r.APIGroup, r.Resource, r.Subresource, r.Namespace, r.NonResourceURL =
 		fields[0], fields[1], fields[2], fields[3], fields[4], fields[5]

@@ -248,7 +248,7 @@ func TestAccessLog(t *testing.T) {
 		LatencySeconds                                                                            *float64
 	}
 	var got []line
-	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+	for l := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
 		var v line
 		if err := json.Unmarshal([]byte(l), &v); err != nil {
 			t.Fatalf("not a JSON line (%v): %s", err, l)

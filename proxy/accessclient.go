@@ -36,7 +36,7 @@ func FetchAccessRecord(ctx context.Context, addr string) (*accessrecord.Record, 
 	if err != nil {
 		return nil, fmt.Errorf("reading the access record: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // only read
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("reading the access record from %s: %w", addr, err)

@@ -109,7 +109,7 @@ func TestEnvtestAccessRecord(t *testing.T) {
 
 	t.Run("the 403 explains itself", func(t *testing.T) {
 		var found int
-		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		for l := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
 			var v struct {
 				Msg, ServiceAccount, RoleKind, Namespace string
 				Rule                                     struct{ APIGroups, Resources, Verbs []string }

@@ -73,7 +73,7 @@ func TestTransparentMode(t *testing.T) {
 			}},
 			{container: kubectl("kubectl-get", "get", "pods", "-o", "name"), lists: true, read: func(t *testing.T, log string) ([]string, string) {
 				var pods []string
-				for _, l := range strings.Fields(log) {
+				for l := range strings.FieldsSeq(log) {
 					if name, ok := strings.CutPrefix(l, "pod/"); ok {
 						pods = append(pods, name)
 					}
@@ -233,7 +233,7 @@ func requestCounts(metrics string) map[string]int {
 			continue
 		}
 		var code, method string
-		for _, l := range strings.Split(labels, ",") {
+		for l := range strings.SplitSeq(labels, ",") {
 			k, v, _ := strings.Cut(l, "=")
 			switch v = strings.Trim(v, `"`); k {
 			case "code":

@@ -45,7 +45,7 @@ type AppReport struct {
 // name, tries to create a ConfigMap there, and writes a ClientReport.
 const InClusterApp = "incluster"
 
-// InClusterLoopApp, as the value of AppEnvVar, makes AppMain the program of InClusterApp with
+// InClusterLoopApp as the value of AppEnvVar makes AppMain the program of InClusterApp with
 // one client for its whole life, as long-running controllers keep theirs: configured once by
 // rest.InClusterConfig() (which loads ca.crt then), it lists the pods each time it reads a line
 // on stdin, writing a ClientReport line for each (no write attempted), until stdin ends.
