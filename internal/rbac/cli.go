@@ -84,7 +84,7 @@ func Command(ctx context.Context, prog string, args []string, stdin io.Reader, s
 			if err != nil {
 				return err
 			}
-			defer f.Close()
+			defer func() { _ = f.Close() }() // only read
 			in, source = f, file
 		}
 		var err error

@@ -10,12 +10,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/api-access-injector/api-access-injector/injector"
 	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
@@ -217,7 +217,7 @@ func (r *Reader) Record(ctx context.Context, pod *corev1.Pod) (accessrecord.Reco
 // (https://github.com/kubernetes/kubernetes/blob/v1.37.2/staging/src/k8s.io/kubectl/pkg/cmd/exec/exec.go).
 func (r *Reader) exec(ctx context.Context, pod *corev1.Pod, cmd []string) (stdout, stderr string, err error) {
 	req := r.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: injector.SidecarName, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+		VersionedParams(&corev1.PodExecOptions{Container: injector.SidecarName, Command: cmd, Stdout: true, Stderr: true}, clientgoscheme.ParameterCodec)
 	spdy, err := remotecommand.NewSPDYExecutor(r.cfg, "POST", req.URL())
 	if err != nil {
 		return "", "", err

@@ -12,15 +12,15 @@ import (
 )
 
 const (
-	// NamespaceLabel, on every generated object, is the namespace of the ServiceAccount the
+	// NamespaceLabel is, on every generated object, the namespace of the ServiceAccount the
 	// object was generated for.
 	NamespaceLabel = "apiaccess.io/rbac-for-namespace"
-	// ServiceAccountLabel, on every generated object, is the ServiceAccount's name (left out
+	// ServiceAccountLabel is, on every generated object, the ServiceAccount's name (left out
 	// when the name is too long for a label value; SourceAnnotation always has it). Select
 	// with `kubectl get roles,rolebindings,clusterroles,clusterrolebindings -A -l
 	// apiaccess.io/rbac-for-serviceaccount=NAME`.
 	ServiceAccountLabel = "apiaccess.io/rbac-for-serviceaccount"
-	// SourceAnnotation, on every generated object, says what it was generated from.
+	// SourceAnnotation says, on every generated object, what it was generated from.
 	SourceAnnotation = "apiaccess.io/rbac-source"
 	// nameSuffix ends every generated name.
 	nameSuffix = "-apiaccess"
