@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -27,17 +28,17 @@ const (
 type Outcome string
 
 const (
-	// Allowed: the API server authorized the request (whatever its answer was after that,
+	// Allowed means the API server authorized the request (whatever its answer was after that,
 	// other than a 401 or 403).
 	Allowed Outcome = "allowed"
-	// Forbidden: the API server answered 403, its authorizer refused the request.
+	// Forbidden means the API server answered 403: its authorizer refused the request.
 	Forbidden Outcome = "forbidden"
-	// Unauthorized: the API server answered 401, it did not accept the sidecar's token.
+	// Unauthorized means the API server answered 401: it did not accept the sidecar's token.
 	Unauthorized Outcome = "unauthorized"
-	// Refused: the sidecar's own filters refused the request (--reject-paths, --read-only,
+	// Refused means the sidecar's own filters refused the request (--reject-paths, --read-only,
 	// ...); it never reached the API server.
 	Refused Outcome = "refused"
-	// Failed: the request did not get an answer from the API server (a network error,
+	// Failed means the request did not get an answer from the API server (a network error,
 	// a timeout).
 	Failed Outcome = "failed"
 )
@@ -179,12 +180,7 @@ func (q *Request) validate(prefix string) []error {
 }
 
 func validOutcome(o Outcome) bool {
-	for _, k := range Outcomes {
-		if o == k {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(Outcomes, o)
 }
 
 // Decode reads one or more records: JSON objects one after another (what several runs of
