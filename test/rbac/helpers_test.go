@@ -113,21 +113,22 @@ func startSidecar(t *testing.T, cfg *rest.Config, ns, tok string) *sidecar {
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		var exit error
 		select {
-		case <-exited:
+		case exit = <-exited:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			exit = <-exited
 		}
 		if t.Failed() {
-			t.Logf("api-proxy log:\n%s", s.logs)
+			t.Logf("api-proxy (exit: %v) log:\n%s", exit, s.logs)
 		}
 	})
 	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", s.healthPort)
 	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		select {
 		case err := <-exited:
-			return false, fmt.Errorf("api-proxy exited: %v", err)
+			return false, fmt.Errorf("api-proxy exited: %w", err)
 		default:
 		}
 		resp, err := http.Get(ready)

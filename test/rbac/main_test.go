@@ -41,7 +41,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	proxyBin = filepath.Join(dir, "api-proxy")
 	cmd := exec.Command("go", "build", "-o", proxyBin, "./cmd/api-proxy")
 	cmd.Dir = "../.."

@@ -47,7 +47,7 @@ func TestLeastPrivilegeOnTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		bg := context.Background()
+		bg := context.WithoutCancel(t.Context()) // t.Context() is cancelled before cleanups run
 		for _, name := range []string{broad, ns + ".app-apiaccess"} {
 			_ = clientset.RbacV1().ClusterRoleBindings().Delete(bg, name, metav1.DeleteOptions{})
 			_ = clientset.RbacV1().ClusterRoles().Delete(bg, name, metav1.DeleteOptions{})
