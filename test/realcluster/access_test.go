@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/internal/accessrecord"
 	"github.com/api-access-injector/api-access-injector/proxy"
 )
 
@@ -33,16 +34,16 @@ func TestAccessRecord(t *testing.T) {
 	checkListed(t, ns, "app") // one list by client-go, one by plain HTTP
 
 	out := execIn(t, ns, "app", injector.SidecarName, "/api-proxy", proxy.AccessCommand, "-o", "json")
-	var rec proxy.AccessRecord
+	var rec accessrecord.Record
 	if err := json.Unmarshal([]byte(out), &rec); err != nil {
 		t.Fatalf("api-proxy access -o json printed no record (%v):\n%s", err, out)
 	}
 	if rec.Namespace != ns || rec.ServiceAccount != "default" || rec.Pod != "app" {
 		t.Errorf("record of namespace %q, service account %q, pod %q; want %s, default, app", rec.Namespace, rec.ServiceAccount, rec.Pod, ns)
 	}
-	var lists uint64
+	var lists int64
 	for _, r := range rec.Requests {
-		if r.Verb == "list" && r.APIGroup == "" && r.Resource == "pods" && r.Namespace == ns && r.Outcome == proxy.OutcomeAllowed {
+		if r.Verb == "list" && r.APIGroup == "" && r.Resource == "pods" && r.Namespace == ns && r.Outcome == accessrecord.Allowed {
 			lists = r.Count
 		}
 	}
