@@ -58,6 +58,7 @@ func parseResources(r *Refusal, annotations map[string]string, cfg *Config) core
 		reqKey, limKey, name := resourceKeys[i].key, resourceKeys[i+1].key, resourceKeys[i].name
 		_, reqAnnotated := annotations[reqKey]
 		_, limAnnotated := annotations[limKey]
+		//nolint:gosec // set has one entry per resourceKeys entry (4), i+1 < len(resourceKeys)
 		if (reqAnnotated && set[i] == nil) || (limAnnotated && set[i+1] == nil) || (!reqAnnotated && !limAnnotated) {
 			continue // already refused, or nothing of the pod's to compare
 		}

@@ -2,6 +2,7 @@ package injector
 
 import (
 	"errors"
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,9 +65,7 @@ func TestResourceOverrides(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			annotations := map[string]string{InjectAnnotation: "true"}
-			for k, v := range tt.annotations {
-				annotations[k] = v
-			}
+			maps.Copy(annotations, tt.annotations)
 			pod := simplePod(annotations)
 			_, err := inj.Mutate(Namespace{Name: "team-a"}, pod)
 			var refusal *Refusal
