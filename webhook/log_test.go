@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -71,7 +72,7 @@ func withLog(h *Handler, w zapcore.WriteSyncer, level zapcore.Level) *Handler {
 // TestDecisionLog: every admission is logged once, at info, with the owner, namespace,
 // mode, result and reason, and nothing of the pod's spec (where a token could be).
 func TestDecisionLog(t *testing.T) {
-	const token = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.dG9rZW4" // a value that must never be logged
+	const token = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.dG9rZW4" //nolint:gosec // a fake token: a value that must never be logged
 	pod := func(meta string) []byte {
 		return []byte(`{"apiVersion":"v1","kind":"Pod","metadata":` + meta + `,"spec":{"containers":[{"name":"app","image":"a",` +
 			`"env":[{"name":"TOKEN","value":"` + token + `"}]}]}}`)
@@ -111,9 +112,7 @@ func TestDecisionLog(t *testing.T) {
 			}
 			line := lines[0]
 			want := map[string]any{"level": "info", "logger": "admission", "msg": decisionMessage, "namespace": "team-a", "requestID": testUID}
-			for k, v := range tt.want {
-				want[k] = v
-			}
+			maps.Copy(want, tt.want)
 			got := map[string]any{}
 			for k := range want {
 				got[k] = line[k]

@@ -45,14 +45,14 @@ func reasonLabel(reason int) string {
 	case reasonInternal:
 		return "internal-error"
 	}
-	return injector.Reason(reason).String()
+	return injector.Reason(reason).String() //nolint:gosec // reason is one of injector's few Reason values
 }
 
 // valid reports whether an admission can end with result for reason: the series exported
 // are those, and no other, so that the label set stays small and known
 // (TestMetricsAreBounded).
 func valid(result, reason int) bool {
-	switch r := injector.Reason(reason); result {
+	switch r := injector.Reason(reason); result { //nolint:gosec // reason is one of injector's few Reason values
 	case resultInjected, resultUpdated:
 		return reason < injector.NumReasons && r.Injects()
 	case resultRefused:
