@@ -12,7 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes/scheme"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/api-access-injector/api-access-injector/injector"
@@ -57,7 +57,7 @@ func TestAccessRecord(t *testing.T) {
 	t.Logf("kubectl exec -c api-proxy app -- /api-proxy access:\n%s", table)
 
 	var logged int
-	for _, l := range strings.Split(logs(t, ns, "app", injector.SidecarName), "\n") {
+	for l := range strings.SplitSeq(logs(t, ns, "app", injector.SidecarName), "\n") {
 		var v struct{ Msg, Verb, Resource, Namespace, Outcome string }
 		if json.Unmarshal([]byte(l), &v) == nil && v.Msg == "request" && v.Verb == "list" && v.Resource == "pods" && v.Outcome == "allowed" {
 			logged++
@@ -72,7 +72,7 @@ func TestAccessRecord(t *testing.T) {
 func execIn(t *testing.T, ns, pod, container string, command ...string) string {
 	t.Helper()
 	req := clientset.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdout: true, Stderr: true}, clientgoscheme.ParameterCodec)
 	exec, err := remotecommand.NewSPDYExecutor(restCfg, http.MethodPost, req.URL())
 	if err != nil {
 		t.Fatal(err)
