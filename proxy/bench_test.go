@@ -36,15 +36,23 @@ func BenchmarkServeHTTP(b *testing.B) {
 }
 
 // BenchmarkList measures a list of about the size of ten pods through the proxy over
-// loopback, as an application's client sees it: HTTP/1.1 to the proxy, HTTP/2 over TLS from
-// the proxy to an upstream that streams the list in several writes without a Content-Length,
-// as the API server does. Compare with BenchmarkListDirect.
+// loopback, as an application's client sees it: HTTP/1.1 to the proxy, then, from the proxy
+// to an upstream that streams the list in several writes without a Content-Length as the API
+// server does, over TLS: HTTP/1.1 on the proxy's pool (the default) or HTTP/2 alone
+// (--upstream-http1-conns=0). Compare with BenchmarkListDirect.
 func BenchmarkList(b *testing.B) {
-	up := newListUpstream(b)
-	srv := newFixtureFor(b, up)
-	front := httptest.NewServer(srv)
-	defer front.Close()
-	benchmarkGet(b, front.Client(), front.URL+"/api/v1/namespaces/default/pods")
+	for _, bc := range []struct {
+		name  string
+		conns int
+	}{{"pool", DefaultHTTP1Conns}, {"http2", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			up := newListUpstream(b)
+			srv := newFixtureWith(b, up, func(c *Config) { c.HTTP1Conns = bc.conns })
+			front := httptest.NewServer(srv)
+			defer front.Close()
+			benchmarkGet(b, front.Client(), front.URL+"/api/v1/namespaces/default/pods")
+		})
+	}
 }
 
 // BenchmarkListDirect is BenchmarkList without the proxy: HTTP/2 over TLS to the upstream.

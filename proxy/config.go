@@ -57,6 +57,15 @@ const (
 	// sidecar is stopped after the app containers, within what is left of the pod's
 	// terminationGracePeriodSeconds (30 s by default).
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultHTTP1Conns is how many HTTP/1.1 connections to the API server ordinary
+	// requests may use at once: an app's client seldom has more requests in flight, and
+	// those beyond go over HTTP/2 rather than open more connections to the API server. Over
+	// HTTP/1.1 the proxy's hop costs a fraction of what it costs over HTTP/2
+	// (docs/performance.md).
+	DefaultHTTP1Conns = 8
+	// MaxHTTP1Conns bounds HTTP1Conns: every connection is one more for
+	// the API server to hold.
+	MaxHTTP1Conns = 256
 )
 
 // Files read from Config.ServiceAccountDir, named as in the kubelet's service-account volume.
@@ -134,6 +143,11 @@ type Config struct {
 	// resource tuple, the status code, the outcome, the latency and the user agent; never a
 	// header but User-Agent, a query, a body or a token.
 	AccessLog bool
+	// HTTP1Conns is the most HTTP/1.1 connections to the API server that ordinary
+	// requests are sent over, each driven by the request that uses it; watches, streamed
+	// request bodies and requests beyond them go over one HTTP/2 connection. 0 sends every
+	// request over HTTP/2.
+	HTTP1Conns int
 
 	// DrainTimeout bounds the drain on shutdown; 0 means DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -155,6 +169,7 @@ func DefaultConfig() Config {
 		ServiceAccountDir: DefaultServiceAccountDir,
 		HealthPort:        DefaultHealthPort,
 		ReplayBufferSize:  DefaultReplayBufferSize,
+		HTTP1Conns:        DefaultHTTP1Conns,
 		DrainTimeout:      DefaultDrainTimeout,
 		ClusterDomain:     DefaultClusterDomain,
 	}
@@ -202,6 +217,9 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.Var((*byteSize)(&c.ReplayBufferSize), "replay-buffer-size", "The most memory that request bodies kept for a retry after a 401 "+
 		"(a rotated token) may hold together, in bytes or with a Ki or Mi suffix. A body that does not fit is sent once, unbuffered. "+
 		"0 keeps none.")
+	fs.IntVar(&c.HTTP1Conns, "upstream-http1-conns", c.HTTP1Conns, "The most HTTP/1.1 connections to the API server "+
+		"that ordinary requests are sent over, one request at a time each; watches, streamed request bodies and requests beyond "+
+		"these go over one HTTP/2 connection. 0 sends every request over HTTP/2.")
 }
 
 // Validate reports every problem with c at once.
@@ -259,6 +277,10 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplayBufferSize < 0 {
 		errs = append(errs, fmt.Errorf("--replay-buffer-size %d is negative: want 0 or more bytes", c.ReplayBufferSize))
+	}
+	if c.HTTP1Conns < 0 || c.HTTP1Conns > MaxHTTP1Conns {
+		errs = append(errs, fmt.Errorf("--upstream-http1-conns %d is out of range: want 0 (every request over HTTP/2) to %d",
+			c.HTTP1Conns, MaxHTTP1Conns))
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("drain timeout %v is negative", c.DrainTimeout))

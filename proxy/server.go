@@ -79,7 +79,8 @@ func New(cfg Config) (*Server, error) {
 	var errs []error
 	s.tokens, err = newTokenSource(filepath.Join(cfg.ServiceAccountDir, TokenFile), s.log, s.metrics)
 	errs = append(errs, err)
-	s.up, err = newUpstream(filepath.Join(cfg.ServiceAccountDir, CAFile), s.tokens, s.metrics, s.log, newReplayBudget(cfg.ReplayBufferSize))
+	s.up, err = newUpstream(upstreamOptions{server: s.target, caFile: filepath.Join(cfg.ServiceAccountDir, CAFile),
+		http1Conns: cfg.HTTP1Conns, replay: newReplayBudget(cfg.ReplayBufferSize)}, s.tokens, s.metrics, s.log)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

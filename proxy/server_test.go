@@ -65,8 +65,13 @@ func newFixture(t *testing.T, upstream http.Handler, mutate func(*Config)) *fixt
 
 // newFixtureFor returns a proxy to up with default settings, for benchmarks.
 func newFixtureFor(b *testing.B, up *httptest.Server) *Server {
+	return newFixtureWith(b, up, nil)
+}
+
+// newFixtureWith is newFixtureFor with the configuration changed by mutate.
+func newFixtureWith(b *testing.B, up *httptest.Server, mutate func(*Config)) *Server {
 	f := &fixture{dir: b.TempDir(), upstream: up, logs: new(syncbuffer.Buffer)}
-	return newServerFor(b, f, nil)
+	return newServerFor(b, f, mutate)
 }
 
 // newServerFor writes the service-account files of f and builds a proxy to f.upstream.
@@ -235,7 +240,23 @@ func TestRejectionStatus(t *testing.T) {
 	}
 }
 
+// TestForwarding checks what reaches the API server, over the pool of HTTP/1.1 connections
+// (the default) and over HTTP/2 alone.
 func TestForwarding(t *testing.T) {
+	for _, tc := range []struct {
+		conns int
+		proto string
+	}{
+		{DefaultHTTP1Conns, "HTTP/1.1"},
+		{0, "HTTP/2.0"},
+	} {
+		t.Run(fmt.Sprintf("upstream-http1-conns=%d", tc.conns), func(t *testing.T) {
+			testForwarding(t, tc.conns, tc.proto)
+		})
+	}
+}
+
+func testForwarding(t *testing.T, conns int, proto string) {
 	type seen struct {
 		Method, Path, RawQuery, Proto, Host string
 		Header                              http.Header
@@ -251,7 +272,7 @@ func TestForwarding(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		io.WriteString(w, `{"kind":"ConfigMap"}`)
-	}), nil)
+	}), func(c *Config) { c.HTTP1Conns = conns })
 
 	req := newRequest(t, http.MethodPost, f.front.URL+"/api/v1/namespaces/default/configmaps?fieldManager=app", strings.NewReader(`{"a":1}`))
 	req.Header.Set("Authorization", "Bearer stolen")
@@ -267,11 +288,8 @@ func TestForwarding(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if last.Proto != "HTTP/2.0" {
-		t.Errorf("upstream saw %s, want HTTP/2.0", last.Proto)
-	}
 	want := seen{Method: "POST", Path: "/api/v1/namespaces/default/configmaps", RawQuery: "fieldManager=app",
-		Proto: last.Proto, Host: f.upstream.Listener.Addr().String(), Body: `{"a":1}`}
+		Proto: proto, Host: f.upstream.Listener.Addr().String(), Body: `{"a":1}`}
 	got := last
 	got.Header = nil
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -400,7 +418,15 @@ func TestTokenReloadOnChange(t *testing.T) {
 	}
 }
 
+// TestTokenReloadOn401 checks the retry after a 401 with a re-read token, over the pool of
+// HTTP/1.1 connections (the default) and over HTTP/2 alone.
 func TestTokenReloadOn401(t *testing.T) {
+	for _, conns := range []int{DefaultHTTP1Conns, 0} {
+		t.Run(fmt.Sprintf("upstream-http1-conns=%d", conns), func(t *testing.T) { testTokenReloadOn401(t, conns) })
+	}
+}
+
+func testTokenReloadOn401(t *testing.T, conns int) {
 	var mu sync.Mutex
 	var calls []string
 	valid := "Bearer token-b"
@@ -415,7 +441,7 @@ func TestTokenReloadOn401(t *testing.T) {
 			return
 		}
 		fmt.Fprintf(w, "ok %s", b)
-	}), nil)
+	}), func(c *Config) { c.HTTP1Conns = conns })
 	f.srv.tokens.interval = time.Hour // only a 401 can make the proxy read the file now
 	f.srv.tokens.nextCheck.Store(time.Now().Add(time.Hour).UnixNano())
 

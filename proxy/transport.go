@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -95,17 +96,21 @@ func (r *replayReader) Close() error {
 // when the cluster's CA is rotated, and then holds the old and the new CA for a while.
 const caCheckInterval = 10 * time.Second
 
-// transports are the two transports built from one CA bundle: one for ordinary requests
-// (HTTP/2 when the API server offers it, reused connections) and one for upgrades, which
-// must be HTTP/1.1: an HTTP/2 stream cannot switch protocols, and net/http sends only
-// WebSocket upgrades over HTTP/1.1 by itself, not SPDY ones.
+// transports are what is built from one CA bundle: the pool of HTTP/1.1 connections for
+// ordinary requests (nil if none is configured), the transport for the other requests
+// (watches, streamed bodies, what the pool has no connection for: HTTP/2 when the API server
+// offers it, reused connections) and one for upgrades, which must be HTTP/1.1: an HTTP/2
+// stream cannot switch protocols, and net/http sends only WebSocket upgrades over HTTP/1.1 by
+// itself, not SPDY ones.
 type transports struct {
+	http1           *http1Pool
 	normal, upgrade *http.Transport
 	ca              os.FileInfo // the bundle they trust
 }
 
-// loadTransports reads the CA bundle and builds the transports that trust it.
-func loadTransports(caFile string) (*transports, error) {
+// loadTransports reads the CA bundle and builds the transports that trust it, with a pool of
+// at most http1Conns HTTP/1.1 connections to addr.
+func loadTransports(caFile, addr string, http1Conns int) (*transports, error) {
 	f, err := os.Open(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading the API server's CA: %w", err)
@@ -170,6 +175,9 @@ func loadTransports(caFile string) (*transports, error) {
 	t.upgrade.Protocols = new(http.Protocols)
 	t.upgrade.Protocols.SetHTTP1(true)
 	t.upgrade.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	if http1Conns > 0 {
+		t.http1 = newHTTP1Pool(addr, t.upgrade.TLSClientConfig, dialer.DialContext, http1Conns)
+	}
 	return t, nil
 }
 
@@ -195,6 +203,9 @@ func (c *readBufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // close closes the idle connections; requests in flight finish on theirs.
 func (t *transports) close() {
+	if t.http1 != nil {
+		t.http1.close()
+	}
 	t.normal.CloseIdleConnections()
 	t.upgrade.CloseIdleConnections()
 }
@@ -207,6 +218,9 @@ type upstream struct {
 	log     *slog.Logger
 	replay  *replayBudget
 
+	addr       string // host:port of the API server
+	http1Conns int    // the most HTTP/1.1 connections for ordinary requests
+
 	// The CA bundle is re-read when it changes, so that a rotation of the cluster's CA
 	// (kube-root-ca.crt then holds both CAs) does not need a restart.
 	caFile     string
@@ -216,12 +230,25 @@ type upstream struct {
 	cur        atomic.Pointer[transports]
 }
 
-func newUpstream(caFile string, tokens *tokenSource, m *metrics, log *slog.Logger, replay *replayBudget) (*upstream, error) {
-	t, err := loadTransports(caFile)
+// upstreamOptions are what newUpstream needs besides the token source and the metrics.
+type upstreamOptions struct {
+	server     *url.URL // the API server
+	caFile     string
+	http1Conns int
+	replay     *replayBudget
+}
+
+func newUpstream(o upstreamOptions, tokens *tokenSource, m *metrics, log *slog.Logger) (*upstream, error) {
+	addr := o.server.Host
+	if o.server.Port() == "" {
+		addr = net.JoinHostPort(o.server.Hostname(), "443")
+	}
+	t, err := loadTransports(o.caFile, addr, o.http1Conns)
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{tokens: tokens, metrics: m, log: log, replay: replay, caFile: caFile, caInterval: caCheckInterval}
+	u := &upstream{tokens: tokens, metrics: m, log: log, replay: o.replay, addr: addr, http1Conns: o.http1Conns,
+		caFile: o.caFile, caInterval: caCheckInterval}
 	u.cur.Store(t)
 	u.caNext.Store(time.Now().Add(u.caInterval).UnixNano())
 	return u, nil
@@ -245,7 +272,7 @@ func (u *upstream) reloadCAIfChanged() {
 	if err != nil || (os.SameFile(fi, old.ca) && fi.Size() == old.ca.Size() && fi.ModTime().Equal(old.ca.ModTime())) {
 		return // unchanged, or gone for a moment: keep trusting what we trust
 	}
-	t, err := loadTransports(u.caFile)
+	t, err := loadTransports(u.caFile, u.addr, u.http1Conns)
 	if err != nil {
 		u.log.Error("keeping the current CA bundle", "error", err)
 		return
@@ -278,13 +305,11 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading the request body: %w", err)
 		}
-		r2 := req.WithContext(req.Context()) // a shallow copy: a RoundTripper must not modify req
-		r2.Body = body.reader()
-		req, retryable = r2, true
+		retryable = true
 	}
 
 	used := req.Header["Authorization"]
-	resp, err := t.normal.RoundTrip(req)
+	resp, err := u.send(t, req, body)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || req.Context().Err() != nil {
 		u.metrics.upstream(time.Since(start))
 		return resp, err
@@ -301,10 +326,29 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	_ = resp.Body.Close() // the answer is discarded
 	retry := req.Clone(req.Context())
 	retry.Header["Authorization"] = auth
-	if body != nil {
-		retry.Body = body.reader()
-	}
-	resp, err = t.normal.RoundTrip(retry)
+	resp, err = u.send(t, retry, body)
 	u.metrics.upstream(time.Since(start))
 	return resp, err
+}
+
+// send sends req once, with a new reader of body if it was kept: over the HTTP/1.1 pool
+// when the request is ordinary and a pooled connection is free, else over the other
+// transport.
+func (u *upstream) send(t *transports, req *http.Request, body *replayBody) (*http.Response, error) {
+	noBody := req.Body == nil || req.Body == http.NoBody
+	if t.http1 != nil && (noBody || body != nil && len(body.data) <= http1MaxBody) && !isLongRunningCtx(req.Context()) {
+		var newBody func() io.ReadCloser
+		if body != nil {
+			newBody = body.reader
+		}
+		if resp, err := t.http1.roundTrip(req, newBody); err != errPoolBusy {
+			return resp, err
+		}
+	}
+	if body != nil {
+		r2 := req.WithContext(req.Context()) // a shallow copy: a RoundTripper must not modify req
+		r2.Body = body.reader()
+		req = r2
+	}
+	return t.normal.RoundTrip(req)
 }
