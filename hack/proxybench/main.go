@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,6 +37,47 @@ type options struct {
 	rotationFor   time.Duration
 	rotationConns int
 	proxyBinary   string
+	variants      variants
+}
+
+// variant is one way of running api-proxy: a name for the report, flags and environment.
+type variant struct {
+	name string
+	args []string // flags added to the ones the bench sets
+	env  []string // NAME=VALUE added to the environment
+}
+
+// variants is the repeatable -variant flag.
+type variants []variant
+
+func (vs *variants) String() string {
+	var names []string
+	for _, v := range *vs {
+		names = append(names, v.name)
+	}
+	return strings.Join(names, ",")
+}
+
+// Set parses NAME=WORDS: WORDS are space-separated; those starting with "-" are flags of
+// api-proxy, the others NAME=VALUE settings of its environment.
+func (vs *variants) Set(s string) error {
+	name, words, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("-variant %q: want NAME=FLAGS, for example %q", s, "h1=--upstream-protocol=http1")
+	}
+	v := variant{name: "api-proxy " + name}
+	for _, w := range strings.Fields(words) {
+		switch {
+		case strings.HasPrefix(w, "-"):
+			v.args = append(v.args, w)
+		case strings.Contains(w, "="):
+			v.env = append(v.env, w)
+		default:
+			return fmt.Errorf("-variant %q: %q is neither a flag (-...) nor an environment setting (NAME=VALUE)", s, w)
+		}
+	}
+	*vs = append(*vs, v)
+	return nil
 }
 
 func main() {
@@ -53,7 +96,15 @@ func main() {
 	flag.IntVar(&o.rotationConns, "rotation-clients", 2, "Concurrent senders per proxy during the rotation.")
 	flag.StringVar(&o.proxyBinary, "api-proxy", "", "A prebuilt api-proxy binary to measure instead of building ./cmd/api-proxy "+
 		"(for example one built with a profiling endpoint).")
+	flag.Var(&o.variants, "variant", "NAME=FLAGS: measure api-proxy run with these flags (space-separated; NAME=VALUE words set "+
+		"its environment) as another column; repeatable. Without it, api-proxy with its default flags and with "+
+		"--upstream-http1-conns=0 (every request over HTTP/2). The first one also serves the TLS hop.")
 	flag.Parse()
+	if len(o.variants) == 0 {
+		// The default, and every request over HTTP/2 as before the pool of HTTP/1.1
+		// connections.
+		o.variants = variants{{name: "api-proxy"}, {name: "api-proxy HTTP/2 only", args: []string{"--upstream-http1-conns=0"}}}
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "proxybench: %v\n", err)
 		os.Exit(1)
@@ -64,6 +115,7 @@ func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	begin := time.Now()
+	loadBefore = proc.LoadAverage()
 	work, err := os.MkdirTemp("", "proxybench-")
 	if err != nil {
 		return err
@@ -87,17 +139,20 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("creating the fixture: %w", err)
 	}
-	direct, err := f.direct()
+	direct, err := f.direct(false)
+	if err != nil {
+		return err
+	}
+	direct1, err := f.direct(true)
 	if err != nil {
 		return err
 	}
 	progress("building and starting api-proxy, starting kubectl proxy")
-	ours, oursTLS, err := f.startAPIProxy(ctx, work, o.proxyBinary)
-	if ours != nil && ours.cmd != nil {
-		defer stopProcess(ours)
-	}
-	if err != nil {
-		return err
+	bin := o.proxyBinary
+	if bin == "" {
+		if bin, err = buildAPIProxy(ctx, work); err != nil {
+			return err
+		}
 	}
 	kp, err := f.startKubectlProxy(ctx, filepath.Join(assets, "kubectl"), work)
 	if kp != nil && kp.cmd != nil {
@@ -106,10 +161,24 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	targets := []*target{direct, kp, ours}
+	targets := []*target{direct, kp}
 	// The TLS hop of transparent mode takes turns with the others in the latency and
 	// throughput rounds, so that it is measured against the plain hop under the same noise.
-	timed := []*target{direct, kp, ours, oursTLS}
+	var oursTLS *target
+	for i, v := range o.variants {
+		ours, tlsHop, err := f.startAPIProxy(ctx, work, bin, v, i == 0)
+		if ours != nil && ours.cmd != nil {
+			defer stopProcess(ours)
+		}
+		if err != nil {
+			return err
+		}
+		targets = append(targets, ours)
+		if tlsHop != nil {
+			oursTLS = tlsHop
+		}
+	}
+	timed := append(slices.Clone(targets), direct1, oursTLS)
 
 	progress("latency: %d rounds x %d sequential GETs per target", o.rounds, o.requests)
 	lat := map[string][]time.Duration{}
@@ -149,7 +218,10 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	rss := map[string]int64{kp.name: proc.PeakRSS(kp.cmd.Process.Pid), ours.name: proc.PeakRSS(ours.cmd.Process.Pid)}
+	rss := map[string]int64{}
+	for _, t := range targets[1:] {
+		rss[t.name] = proc.PeakRSS(t.cmd.Process.Pid)
+	}
 
 	var rot map[string][2]int64
 	if o.rotation {
@@ -158,10 +230,10 @@ func run(o options) error {
 			return err
 		}
 	}
-	for _, t := range []*target{kp, ours} {
+	for _, t := range targets[1:] {
 		rss[t.name] = max(rss[t.name], proc.PeakRSS(t.cmd.Process.Pid))
 	}
-	report(os.Stdout, o, targets, lat, served, failed, cpu, delays, missed, rss, rot, time.Since(begin))
+	report(os.Stdout, o, targets, oursTLS, lat, served, failed, cpu, delays, missed, rss, rot, time.Since(begin))
 	return nil
 }
 
@@ -184,35 +256,56 @@ func stopProcess(t *target) {
 	}
 }
 
+// loadBefore is the load average when the run started, for the machine line.
+var loadBefore string
+
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "proxybench: "+format+"\n", args...)
 }
 
-func report(w io.Writer, o options, targets []*target, lat map[string][]time.Duration, served, failed map[string]int64, cpu map[string]time.Duration,
+func report(w io.Writer, o options, targets []*target, tlsHop *target, lat map[string][]time.Duration, served, failed map[string]int64, cpu map[string]time.Duration,
 	delays map[string][]time.Duration, missed map[string]int, rss map[string]int64, rot map[string][2]int64, took time.Duration) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d.Microseconds())/1000) }
 	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 	d50, d99 := percentile(lat["direct"], 50), percentile(lat["direct"], 99)
+	k50 := percentile(lat["kubectl proxy"], 50)
 	rate := func(name string) float64 {
 		return float64(served[name]) / (float64(o.loopRounds) * o.loopDuration.Seconds())
 	}
 	w50 := percentile(delays["direct"], 50)
+	ours := targets[2:]
 
-	fmt.Fprintf(w, "Machine: %s, %d cores; %s; Kubernetes %s (envtest); %d pods in the listed namespace.\n\n",
-		proc.CPUModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion(), o.pods)
-	fmt.Fprintf(w, "| measure | direct (TLS + token) | kubectl proxy | api-proxy | goal for api-proxy |\n|---|---|---|---|---|\n")
-	row := func(measure string, cells [3]string, goal string) {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", measure, cells[0], cells[1], cells[2], goal)
+	fmt.Fprintf(w, "Machine: %s, %d cores; %s; Kubernetes %s (envtest); %d pods in the listed namespace; load average %s before the run, %s after.\n\n",
+		proc.CPUModel(), runtime.NumCPU(), runtime.Version(), testenv.KubernetesVersion(), o.pods, loadBefore, proc.LoadAverage())
+	fmt.Fprintf(w, "| measure | direct (TLS + token) | kubectl proxy |")
+	for _, t := range ours {
+		fmt.Fprintf(w, " %s |", t.name)
 	}
-	var c [3]string
+	fmt.Fprintf(w, " goal for api-proxy |\n|---|---|---|%s---|\n", strings.Repeat("---|", len(ours)))
+	row := func(measure string, cells []string, goal string) {
+		fmt.Fprintf(w, "| %s | %s | %s |\n", measure, strings.Join(cells, " | "), goal)
+	}
+	c := make([]string, len(targets))
 	for i, t := range targets {
 		p := percentile(lat[t.name], 50)
 		c[i] = ms(p) + " ms"
 		if i > 0 {
-			c[i] += fmt.Sprintf(" (%+.0f µs)", float64((p-d50).Nanoseconds())/1000)
+			c[i] += fmt.Sprintf(" (%+.0f µs)", us(p-d50))
 		}
 	}
-	row(fmt.Sprintf("pod list p50, 1 client (%d req each)", len(lat["direct"])), c, "≤ +100 µs (issue: ≤ +300 µs)")
+	row(fmt.Sprintf("pod list p50, 1 client (%d req each)", len(lat["direct"])), c, "≤ +100 µs")
+	c[0], c[1] = "–", "1.00×"
+	for i, t := range ours {
+		c[i+2] = fmt.Sprintf("%.2f×", us(percentile(lat[t.name], 50)-d50)/us(k50-d50))
+	}
+	row("added p50 as a ratio to kubectl proxy's", c, "≤ 0.6×")
+	h50 := percentile(lat[directHTTP1], 50)
+	c[0] = fmt.Sprintf("%s ms over HTTP/1.1 (%+.0f µs)", ms(h50), us(h50-d50))
+	for i, t := range targets[1:] {
+		c[i+1] = fmt.Sprintf("%+.0f µs", us(percentile(lat[t.name], 50)-h50))
+	}
+	row("pod list p50 against a direct HTTP/1.1 client", c, "(the API server's own HTTP/1.1 and HTTP/2 costs differ)")
 	for i, t := range targets {
 		p := percentile(lat[t.name], 99)
 		c[i] = fmt.Sprintf("%s ms (%.2f×)", ms(p), float64(p)/float64(d99))
@@ -228,42 +321,64 @@ func report(w io.Writer, o options, targets []*target, lat map[string][]time.Dur
 	perReq := func(name string) string {
 		return fmt.Sprintf("%.0f µs", float64(cpu[name].Microseconds())/float64(max(served[name], 1)))
 	}
-	row("proxy CPU per request in that loop (user+sys)", [3]string{"–", perReq("kubectl proxy"), perReq("api-proxy")}, "≤ kubectl proxy")
+	c[0] = "–"
+	for i, t := range targets[1:] {
+		c[i+1] = perReq(t.name)
+	}
+	row("proxy CPU per request in that loop (user+sys)", c, "≤ kubectl proxy")
 	for i, t := range targets {
 		p50, p99 := percentile(delays[t.name], 50), percentile(delays[t.name], 99)
 		c[i] = fmt.Sprintf("%s / %s ms", ms(p50), ms(p99))
 		if i > 0 {
-			c[i] += fmt.Sprintf(" (%+.0f µs p50)", float64((p50-w50).Nanoseconds())/1000)
+			c[i] += fmt.Sprintf(" (%+.0f µs p50)", us(p50-w50))
 		}
 		if missed[t.name] > 0 {
 			c[i] += fmt.Sprintf(", %d missed", missed[t.name])
 		}
 	}
 	row(fmt.Sprintf("watch: change to event, p50 / p99 (%d changes)", o.watchChanges), c, "events stream at once")
-	row("peak RSS (VmHWM)", [3]string{"–", mb(rss["kubectl proxy"]), mb(rss["api-proxy"])}, "≤ 20 MB (issue: ≤ ½ kubectl proxy)")
-	row("binary size", [3]string{"–", mb(fileSize(targets[1].binary)), mb(fileSize(targets[2].binary))}, "≤ 15 MB")
+	c[0] = "–"
+	for i, t := range targets[1:] {
+		c[i+1] = mb(rss[t.name])
+		if i > 0 {
+			c[i+1] += fmt.Sprintf(" (%.2f× kubectl proxy)", float64(rss[t.name])/float64(rss["kubectl proxy"]))
+		}
+	}
+	row("peak RSS (VmHWM)", c, "≤ 20 MB")
+	for i, t := range targets[1:] {
+		c[i+1] = mb(fileSize(t.binary))
+	}
+	row("binary size", c, "≤ 15 MB")
 	if rot != nil {
-		cell := func(name string) string { return fmt.Sprintf("%d of %d", rot[name][1], rot[name][0]) }
-		row(fmt.Sprintf("failed requests in the %v after token rotation + revocation", o.rotationFor),
-			[3]string{cell("direct") + " (old token: the control)", cell("kubectl proxy"), cell("api-proxy")}, "0")
+		for i, t := range targets {
+			c[i] = fmt.Sprintf("%d of %d", rot[t.name][1], rot[t.name][0])
+		}
+		c[0] += " (old token: the control)"
+		row(fmt.Sprintf("failed requests in the %v after token rotation + revocation", o.rotationFor), c, "0")
 		if rot["direct"][1] == 0 {
 			fmt.Fprintf(w, "\nThe old token still worked at the end of the rotation window (the API server caches token reviews "+
 				"for 10s), so the rotation row proves nothing: run again with a longer -rotation-window.\n")
 		}
 	}
-	fmt.Fprintf(w, "\nTransparent mode: the same api-proxy process's TLS hop (HTTP/2 over TLS to 127.0.0.1, its in-memory CA, "+
-		"as client-go's in-cluster configuration speaks to it) against its plain HTTP/1.1 hop, in the same rounds:\n\n")
+	plainHop := ours[0].name
+	fmt.Fprintf(w, "\nTransparent mode: the TLS hop of the same process as %s (HTTP/2 over TLS to 127.0.0.1, its in-memory CA, "+
+		"as client-go's in-cluster configuration speaks to it) against its plain HTTP/1.1 hop, in the same rounds:\n\n", plainHop)
 	fmt.Fprintf(w, "| measure | plain HTTP hop | TLS hop | TLS / plain |\n|---|---|---|---|\n")
 	hop := func(measure string, plain, tls float64, unit string, format string) {
 		fmt.Fprintf(w, "| %s | "+format+" %s | "+format+" %s | %.2f× |\n", measure, plain, unit, tls, unit, tls/plain)
 	}
-	const plainHop, tlsHop = "api-proxy", "api-proxy TLS"
-	hop("pod list p50, 1 client", float64(percentile(lat[plainHop], 50).Microseconds())/1000, float64(percentile(lat[tlsHop], 50).Microseconds())/1000, "ms", "%.3f")
-	hop("pod list p99, 1 client", float64(percentile(lat[plainHop], 99).Microseconds())/1000, float64(percentile(lat[tlsHop], 99).Microseconds())/1000, "ms", "%.3f")
-	hop(fmt.Sprintf("pod list throughput, %d clients", o.clients), rate(plainHop), rate(tlsHop), "req/s", "%.0f")
+	tlsName := tlsHop.name
+	hop("pod list p50, 1 client", float64(percentile(lat[plainHop], 50).Microseconds())/1000, float64(percentile(lat[tlsName], 50).Microseconds())/1000, "ms", "%.3f")
+	hop("pod list p99, 1 client", float64(percentile(lat[plainHop], 99).Microseconds())/1000, float64(percentile(lat[tlsName], 99).Microseconds())/1000, "ms", "%.3f")
+	hop(fmt.Sprintf("pod list throughput, %d clients", o.clients), rate(plainHop), rate(tlsName), "req/s", "%.0f")
 	hop("proxy CPU per request (user+sys)", float64(cpu[plainHop].Microseconds())/float64(max(served[plainHop], 1)),
-		float64(cpu[tlsHop].Microseconds())/float64(max(served[tlsHop], 1)), "µs", "%.0f")
+		float64(cpu[tlsName].Microseconds())/float64(max(served[tlsName], 1)), "µs", "%.0f")
 	fmt.Fprintf(w, "\nWhole run: %v. kubectl is the envtest assets' build; api-proxy is built with -trimpath -ldflags '-s -w'.\n", took.Round(time.Second))
+	for _, v := range o.variants {
+		if len(v.args)+len(v.env) > 0 {
+			fmt.Fprintf(w, "%s: %s\n", v.name, strings.Join(append(slices.Clone(v.env), v.args...), " "))
+		}
+	}
 }
 
 func fileSize(path string) int64 {

@@ -135,55 +135,80 @@ func (f *fixture) token() string {
 	return string(b)
 }
 
-func (f *fixture) direct() (*target, error) {
+// direct is a client of the API server with the token: HTTP/2 when the server offers it and
+// kept-alive connections, as client-go does; with http1, HTTP/1.1 only, as the reference for
+// a proxy that speaks HTTP/1.1 to the API server (whose HTTP/1.1 and HTTP/2 paths differ in
+// cost, which must not be counted as the proxy's).
+func (f *fixture) direct(http1 bool) (*target, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(f.cfg.CAData) {
 		return nil, errors.New("no CA in the rest.Config")
 	}
-	// As client-go does: HTTP/2 when the server offers it, kept-alive connections.
 	tr := &http.Transport{
-		TLSClientConfig:    &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2:  true,
-		MaxIdleConns:       64,
-		DisableCompression: true,
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        64,
+		MaxIdleConnsPerHost: 64,
+		DisableCompression:  true,
 	}
-	return &target{name: "direct", base: strings.TrimRight(f.cfg.Host, "/"), client: &http.Client{Transport: tr},
+	name := "direct"
+	if http1 {
+		name = directHTTP1
+		tr.ForceAttemptHTTP2 = false
+		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
+	return &target{name: name, base: strings.TrimRight(f.cfg.Host, "/"), client: &http.Client{Transport: tr},
 		auth: "Bearer " + f.token()}, nil
 }
+
+// directHTTP1 names the direct client that speaks HTTP/1.1.
+const directHTTP1 = "direct HTTP/1.1"
 
 // loopbackClient is the client of a proxy: plain HTTP/1.1 with kept-alive connections.
 func loopbackClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, DisableCompression: true}}
 }
 
-// startAPIProxy builds ./cmd/api-proxy as the image does (unless bin names a prebuilt one)
-// and runs it with the fixture's service-account directory, in transparent mode too: it
-// returns the plain HTTP hop and, served by the same process, the TLS hop that in-cluster
-// clients take (HTTP/2 over TLS to 127.0.0.1, verified against the CA the proxy wrote).
-func (f *fixture) startAPIProxy(ctx context.Context, binDir, bin string) (plain, tlsHop *target, err error) {
-	if bin == "" {
-		bin = filepath.Join(binDir, "api-proxy")
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin,
-			"github.com/api-access-injector/api-access-injector/cmd/api-proxy")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			return nil, nil, fmt.Errorf("building api-proxy: %w\n%s", err, out)
+// buildAPIProxy builds ./cmd/api-proxy into dir as the image does and returns the binary.
+func buildAPIProxy(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "api-proxy")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin,
+		"github.com/api-access-injector/api-access-injector/cmd/api-proxy")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building api-proxy: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// startAPIProxy runs the api-proxy binary bin as v configures it, with the fixture's
+// service-account directory. With tlsHop it runs in transparent mode too and also returns the
+// TLS hop that in-cluster clients take (HTTP/2 over TLS to 127.0.0.1, verified against the CA
+// the proxy wrote), served by the same process.
+func (f *fixture) startAPIProxy(ctx context.Context, work, bin string, v variant, withTLS bool) (plain, tlsHop *target, err error) {
+	port, health := proc.FreePort(), proc.FreePort()
+	args := []string{"--port=" + strconv.Itoa(port), "--health-port=" + strconv.Itoa(health),
+		"--server=" + f.cfg.Host, "--serviceaccount-dir=" + f.dir}
+	var out string
+	tlsPort := proc.FreePort()
+	if withTLS {
+		if out, err = os.MkdirTemp(work, "transparent-serviceaccount-"); err != nil {
+			return nil, nil, err
 		}
+		args = append(args, "--tls-port="+strconv.Itoa(tlsPort), "--serviceaccount-out="+out)
 	}
-	port, health, tlsPort := proc.FreePort(), proc.FreePort(), proc.FreePort()
-	out := filepath.Join(binDir, "transparent-serviceaccount")
-	if err := os.Mkdir(out, 0o755); err != nil {
-		return nil, nil, err
-	}
-	cmd := exec.Command(bin, "--port="+strconv.Itoa(port), "--health-port="+strconv.Itoa(health),
-		"--server="+f.cfg.Host, "--serviceaccount-dir="+f.dir, "--tls-port="+strconv.Itoa(tlsPort), "--serviceaccount-out="+out)
+	cmd := exec.Command(bin, append(args, v.args...)...)
+	cmd.Env = append(os.Environ(), v.env...)
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
-	plain = &target{name: "api-proxy", base: "http://127.0.0.1:" + strconv.Itoa(port), client: loopbackClient(), cmd: cmd, binary: bin}
+	plain = &target{name: v.name, base: "http://127.0.0.1:" + strconv.Itoa(port), client: loopbackClient(), cmd: cmd, binary: bin}
 	if err := proc.WaitOK(ctx, "http://127.0.0.1:"+strconv.Itoa(health)+"/readyz"); err != nil {
 		return plain, nil, err
+	}
+	if !withTLS {
+		return plain, nil, nil
 	}
 	ca, err := os.ReadFile(filepath.Join(out, "ca.crt"))
 	if err != nil {
@@ -200,7 +225,7 @@ func (f *fixture) startAPIProxy(ctx context.Context, binDir, bin string) (plain,
 		MaxIdleConns:       64,
 		DisableCompression: true,
 	}
-	tlsHop = &target{name: "api-proxy TLS", base: "https://127.0.0.1:" + strconv.Itoa(tlsPort), client: &http.Client{Transport: tr}, cmd: cmd, binary: bin}
+	tlsHop = &target{name: v.name + " TLS", base: "https://127.0.0.1:" + strconv.Itoa(tlsPort), client: &http.Client{Transport: tr}, cmd: cmd, binary: bin}
 	return plain, tlsHop, nil
 }
 

@@ -85,3 +85,17 @@ func FreePort() int {
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// LoadAverage is the 1, 5 and 15 minute load averages from /proc/loadavg, for the report's
+// machine line: the machine's other work moves every figure.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
