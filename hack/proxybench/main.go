@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ type options struct {
 	rotationConns int
 	proxyBinary   string
 	variants      variants
+	cpuProfiles   string
 }
 
 // variant is one way of running api-proxy: a name for the report, flags and environment.
@@ -99,6 +101,9 @@ func main() {
 	flag.Var(&o.variants, "variant", "NAME=FLAGS: measure api-proxy run with these flags (space-separated; NAME=VALUE words set "+
 		"its environment) as another column; repeatable. Without it, api-proxy with its default flags and with "+
 		"--upstream-http1-conns=0 (every request over HTTP/2). The first one also serves the TLS hop.")
+	flag.StringVar(&o.cpuProfiles, "cpuprofile", "", "A directory to write CPU profiles of the proxies' whole run into: "+
+		"kubectl's own --profile=cpu, and api-proxy built from ./hack/proxybench/profiled (api-proxy with a profile). "+
+		"Read them with go tool pprof.")
 	flag.Parse()
 	if len(o.variants) == 0 {
 		// The default, and every request over HTTP/2 as before the pool of HTTP/1.1
@@ -149,12 +154,26 @@ func run(o options) error {
 	}
 	progress("building and starting api-proxy, starting kubectl proxy")
 	bin := o.proxyBinary
+	var kubectlProfile string
+	if o.cpuProfiles != "" {
+		if bin != "" {
+			return errors.New("-cpuprofile builds api-proxy with a profile: it cannot measure -api-proxy")
+		}
+		if err := os.MkdirAll(o.cpuProfiles, 0o755); err != nil {
+			return err
+		}
+		kubectlProfile = filepath.Join(o.cpuProfiles, "kubectl-proxy.pprof")
+		for i, v := range o.variants {
+			o.variants[i].env = append(slices.Clone(v.env), "PROXYBENCH_CPUPROFILE="+filepath.Join(o.cpuProfiles, profileName(v.name)))
+		}
+		defer progress("CPU profiles in %s: go tool pprof -top FILE", o.cpuProfiles)
+	}
 	if bin == "" {
-		if bin, err = buildAPIProxy(ctx, work); err != nil {
+		if bin, err = buildAPIProxy(ctx, work, o.cpuProfiles != ""); err != nil {
 			return err
 		}
 	}
-	kp, err := f.startKubectlProxy(ctx, filepath.Join(assets, "kubectl"), work)
+	kp, err := f.startKubectlProxy(ctx, filepath.Join(assets, "kubectl"), work, kubectlProfile)
 	if kp != nil && kp.cmd != nil {
 		defer stopProcess(kp)
 	}
@@ -166,7 +185,8 @@ func run(o options) error {
 	// throughput rounds, so that it is measured against the plain hop under the same noise.
 	var oursTLS *target
 	for i, v := range o.variants {
-		ours, tlsHop, err := f.startAPIProxy(ctx, work, bin, v, i == 0)
+		// A profile shows one hop's costs: the TLS hop is left out then.
+		ours, tlsHop, err := f.startAPIProxy(ctx, work, bin, v, i == 0 && o.cpuProfiles == "")
 		if ours != nil && ours.cmd != nil {
 			defer stopProcess(ours)
 		}
@@ -178,7 +198,10 @@ func run(o options) error {
 			oursTLS = tlsHop
 		}
 	}
-	timed := append(slices.Clone(targets), direct1, oursTLS)
+	timed := append(slices.Clone(targets), direct1)
+	if oursTLS != nil {
+		timed = append(timed, oursTLS)
+	}
 
 	progress("latency: %d rounds x %d sequential GETs per target", o.rounds, o.requests)
 	lat := map[string][]time.Duration{}
@@ -233,7 +256,21 @@ func run(o options) error {
 	for _, t := range targets[1:] {
 		rss[t.name] = max(rss[t.name], proc.PeakRSS(t.cmd.Process.Pid))
 	}
-	report(os.Stdout, o, targets, oursTLS, lat, served, failed, cpu, delays, missed, rss, rot, time.Since(begin))
+	var cpuWhere map[string]map[string]time.Duration
+	if o.cpuProfiles != "" {
+		cpuWhere = map[string]map[string]time.Duration{}
+		for _, t := range targets[1:] {
+			stopProcess(t) // it writes its profile
+			file := kubectlProfile
+			if t != kp {
+				file = filepath.Join(o.cpuProfiles, profileName(t.name))
+			}
+			if cpuWhere[t.name], err = profileBreakdown(ctx, file); err != nil {
+				return err
+			}
+		}
+	}
+	report(os.Stdout, o, targets, oursTLS, lat, served, failed, cpu, delays, missed, rss, rot, cpuWhere, time.Since(begin))
 	return nil
 }
 
@@ -244,8 +281,19 @@ func rotated(ts []*target, r int) []*target {
 	return append(append([]*target{}, ts[i:]...), ts[:i]...)
 }
 
+// profileName is the file of a variant's CPU profile.
+func profileName(variant string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '-'
+	}, variant) + ".pprof"
+}
+
+// stopProcess interrupts a proxy as Ctrl-C would, on which both write their CPU profile.
 func stopProcess(t *target) {
-	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	_ = t.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { _ = t.cmd.Wait(); close(done) }()
 	select {
@@ -264,7 +312,8 @@ func progress(format string, args ...any) {
 }
 
 func report(w io.Writer, o options, targets []*target, tlsHop *target, lat map[string][]time.Duration, served, failed map[string]int64, cpu map[string]time.Duration,
-	delays map[string][]time.Duration, missed map[string]int, rss map[string]int64, rot map[string][2]int64, took time.Duration) {
+	delays map[string][]time.Duration, missed map[string]int, rss map[string]int64, rot map[string][2]int64,
+	cpuWhere map[string]map[string]time.Duration, took time.Duration) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d.Microseconds())/1000) }
 	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
@@ -360,25 +409,55 @@ func report(w io.Writer, o options, targets []*target, tlsHop *target, lat map[s
 				"for 10s), so the rotation row proves nothing: run again with a longer -rotation-window.\n")
 		}
 	}
-	plainHop := ours[0].name
-	fmt.Fprintf(w, "\nTransparent mode: the TLS hop of the same process as %s (HTTP/2 over TLS to 127.0.0.1, its in-memory CA, "+
-		"as client-go's in-cluster configuration speaks to it) against its plain HTTP/1.1 hop, in the same rounds:\n\n", plainHop)
-	fmt.Fprintf(w, "| measure | plain HTTP hop | TLS hop | TLS / plain |\n|---|---|---|---|\n")
-	hop := func(measure string, plain, tls float64, unit string, format string) {
-		fmt.Fprintf(w, "| %s | "+format+" %s | "+format+" %s | %.2f× |\n", measure, plain, unit, tls, unit, tls/plain)
+	if cpuWhere != nil {
+		fmt.Fprintf(w, "\nWhere each proxy's CPU time went over the whole run (its CPU profile), in µs per request it served:\n\n| |")
+		for _, t := range targets[1:] {
+			fmt.Fprintf(w, " %s |", t.name)
+		}
+		fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(targets)-1))
+		perReq := func(d time.Duration, t *target) string {
+			return fmt.Sprintf("%.1f", float64(d.Nanoseconds())/1000/float64(max(t.sent.Load(), 1)))
+		}
+		total := map[string]time.Duration{}
+		for _, cat := range cpuCategories {
+			fmt.Fprintf(w, "| %s |", cat)
+			for _, t := range targets[1:] {
+				fmt.Fprintf(w, " %s |", perReq(cpuWhere[t.name][cat], t))
+				total[t.name] += cpuWhere[t.name][cat]
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "| **total** |")
+		for _, t := range targets[1:] {
+			fmt.Fprintf(w, " **%s** (%d requests) |", perReq(total[t.name], t), t.sent.Load())
+		}
+		fmt.Fprintln(w)
 	}
-	tlsName := tlsHop.name
-	hop("pod list p50, 1 client", float64(percentile(lat[plainHop], 50).Microseconds())/1000, float64(percentile(lat[tlsName], 50).Microseconds())/1000, "ms", "%.3f")
-	hop("pod list p99, 1 client", float64(percentile(lat[plainHop], 99).Microseconds())/1000, float64(percentile(lat[tlsName], 99).Microseconds())/1000, "ms", "%.3f")
-	hop(fmt.Sprintf("pod list throughput, %d clients", o.clients), rate(plainHop), rate(tlsName), "req/s", "%.0f")
-	hop("proxy CPU per request (user+sys)", float64(cpu[plainHop].Microseconds())/float64(max(served[plainHop], 1)),
-		float64(cpu[tlsName].Microseconds())/float64(max(served[tlsName], 1)), "µs", "%.0f")
+	if tlsHop != nil {
+		reportTLSHop(w, o, ours[0].name, tlsHop.name, lat, rate, cpu, served)
+	}
 	fmt.Fprintf(w, "\nWhole run: %v. kubectl is the envtest assets' build; api-proxy is built with -trimpath -ldflags '-s -w'.\n", took.Round(time.Second))
 	for _, v := range o.variants {
 		if len(v.args)+len(v.env) > 0 {
 			fmt.Fprintf(w, "%s: %s\n", v.name, strings.Join(append(slices.Clone(v.env), v.args...), " "))
 		}
 	}
+}
+
+// reportTLSHop compares transparent mode's TLS hop with the plain hop of the same process.
+func reportTLSHop(w io.Writer, o options, plainHop, tlsName string, lat map[string][]time.Duration, rate func(string) float64,
+	cpu map[string]time.Duration, served map[string]int64) {
+	fmt.Fprintf(w, "\nTransparent mode: the TLS hop of the same process as %s (HTTP/2 over TLS to 127.0.0.1, its in-memory CA, "+
+		"as client-go's in-cluster configuration speaks to it) against its plain HTTP/1.1 hop, in the same rounds:\n\n", plainHop)
+	fmt.Fprintf(w, "| measure | plain HTTP hop | TLS hop | TLS / plain |\n|---|---|---|---|\n")
+	hop := func(measure string, plain, tls float64, unit string, format string) {
+		fmt.Fprintf(w, "| %s | "+format+" %s | "+format+" %s | %.2f× |\n", measure, plain, unit, tls, unit, tls/plain)
+	}
+	hop("pod list p50, 1 client", float64(percentile(lat[plainHop], 50).Microseconds())/1000, float64(percentile(lat[tlsName], 50).Microseconds())/1000, "ms", "%.3f")
+	hop("pod list p99, 1 client", float64(percentile(lat[plainHop], 99).Microseconds())/1000, float64(percentile(lat[tlsName], 99).Microseconds())/1000, "ms", "%.3f")
+	hop(fmt.Sprintf("pod list throughput, %d clients", o.clients), rate(plainHop), rate(tlsName), "req/s", "%.0f")
+	hop("proxy CPU per request (user+sys)", float64(cpu[plainHop].Microseconds())/float64(max(served[plainHop], 1)),
+		float64(cpu[tlsName].Microseconds())/float64(max(served[tlsName], 1)), "µs", "%.0f")
 }
 
 func fileSize(path string) int64 {

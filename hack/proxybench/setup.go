@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,12 +36,14 @@ type target struct {
 	name   string
 	base   string
 	client *http.Client
-	auth   string    // Authorization header, direct only
-	cmd    *exec.Cmd // the proxy process, nil for direct
-	binary string    // the proxy's binary
+	auth   string       // Authorization header, direct only
+	cmd    *exec.Cmd    // the proxy process, nil for direct
+	binary string       // the proxy's binary
+	sent   atomic.Int64 // requests sent, in every phase
 }
 
 func (t *target) get(ctx context.Context, path string) (*http.Response, error) {
+	t.sent.Add(1)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.base+path, nil)
 	if err != nil {
 		return nil, err
@@ -169,11 +172,14 @@ func loopbackClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, DisableCompression: true}}
 }
 
-// buildAPIProxy builds ./cmd/api-proxy into dir as the image does and returns the binary.
-func buildAPIProxy(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "api-proxy")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin,
-		"github.com/api-access-injector/api-access-injector/cmd/api-proxy")
+// buildAPIProxy builds ./cmd/api-proxy (or, profiled, ./hack/proxybench/profiled) into dir
+// as the image is built and returns the binary.
+func buildAPIProxy(ctx context.Context, dir string, profiled bool) (string, error) {
+	bin, pkg := filepath.Join(dir, "api-proxy"), "github.com/api-access-injector/api-access-injector/cmd/api-proxy"
+	if profiled {
+		bin, pkg = filepath.Join(dir, "api-proxy-profiled"), "github.com/api-access-injector/api-access-injector/hack/proxybench/profiled"
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building api-proxy: %w\n%s", err, out)
@@ -229,8 +235,9 @@ func (f *fixture) startAPIProxy(ctx context.Context, work, bin string, v variant
 	return plain, tlsHop, nil
 }
 
-// startKubectlProxy runs `kubectl proxy` with a kubeconfig that reads the same token file.
-func (f *fixture) startKubectlProxy(ctx context.Context, kubectl, work string) (*target, error) {
+// startKubectlProxy runs `kubectl proxy` with a kubeconfig that reads the same token file;
+// with a profile file, kubectl writes its CPU profile there when it is interrupted.
+func (f *fixture) startKubectlProxy(ctx context.Context, kubectl, work, profile string) (*target, error) {
 	kubeconfig := filepath.Join(work, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, fmt.Appendf(nil, `apiVersion: v1
 kind: Config
@@ -248,7 +255,11 @@ current-context: bench
 		return nil, err
 	}
 	port := proc.FreePort()
-	cmd := exec.Command(kubectl, "proxy", "--kubeconfig", kubeconfig, "--port", strconv.Itoa(port))
+	args := []string{"proxy", "--kubeconfig", kubeconfig, "--port", strconv.Itoa(port)}
+	if profile != "" {
+		args = append(args, "--profile=cpu", "--profile-output="+profile)
+	}
+	cmd := exec.Command(kubectl, args...)
 	cmd.Env = append(os.Environ(), "HOME="+work)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
