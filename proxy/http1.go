@@ -49,11 +49,38 @@ const http1IdleTimeout = 60 * time.Second
 // bodies go over HTTP/2, whose transport reads and writes at once.
 const http1MaxBody = 64 << 10
 
+// http1MaxHeader bounds what is read of an answer before its body, as net/http's Transport
+// bounds it (MaxResponseHeaderBytes), though lower: the API server's headers are a few hundred
+// bytes.
+const http1MaxHeader = 1 << 20
+
+// headerLimit is a reader that fails once n bytes were read, while n is not negative.
+type headerLimit struct {
+	r io.Reader
+	n int64
+}
+
+func (l *headerLimit) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.r.Read(p)
+	}
+	if l.n == 0 {
+		return 0, fmt.Errorf("the answer's headers are longer than %d bytes", http1MaxHeader)
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
 // http1Conn is one connection of the pool.
 type http1Conn struct {
 	raw    net.Conn          // the TCP connection, closed to abort a read or write
 	under  *readBufferedConn // raw, read through a buffer
 	tls    *tls.Conn         // over under
+	limit  *headerLimit      // between tls and br
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	usedAt time.Time // when it was last put back
@@ -114,7 +141,9 @@ func (p *http1Pool) connect(ctx context.Context) (*http1Conn, error) {
 		raw.Close()
 		return nil, err
 	}
-	return &http1Conn{raw: raw, under: under, tls: tc, br: bufio.NewReaderSize(tc, 4<<10), bw: bufio.NewWriterSize(tc, 4<<10)}, nil
+	limit := &headerLimit{r: tc, n: -1}
+	return &http1Conn{raw: raw, under: under, tls: tc, limit: limit, br: bufio.NewReaderSize(limit, 4<<10),
+		bw: bufio.NewWriterSize(tc, 4<<10)}, nil
 }
 
 // put gives back a connection whose last answer was read to its end.
@@ -207,7 +236,9 @@ func (p *http1Pool) send(c *http1Conn, req *http.Request, newBody func() io.Read
 		if _, err := c.br.Peek(1); err != nil {
 			return fail(fmt.Errorf("%w: reading the answer: %w", errNoAnswer, err))
 		}
+		c.limit.n = http1MaxHeader
 		resp, err := http.ReadResponse(c.br, req)
+		c.limit.n = -1
 		if err != nil {
 			return fail(fmt.Errorf("reading the answer: %w", err))
 		}

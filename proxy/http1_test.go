@@ -296,3 +296,15 @@ func TestHTTP1PoolClientGoesAway(t *testing.T) {
 		t.Errorf("next request: %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestHTTP1PoolBoundsHeaders checks that an answer whose headers never end is refused instead
+// of read into memory without bound, as net/http's Transport refuses it.
+func TestHTTP1PoolBoundsHeaders(t *testing.T) {
+	f, _ := newCountingFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Big", strings.Repeat("a", http1MaxHeader+64<<10))
+	}), nil)
+	resp, body := f.get("/api")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "headers are longer than") {
+		t.Errorf("got %d %s, want 502 naming the headers' length", resp.StatusCode, body)
+	}
+}
