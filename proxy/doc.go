@@ -20,6 +20,9 @@
 //     portforward, the proxy subresources and every protocol upgrade even by GET;
 //   - a separate health port serves /healthz, /readyz and /metrics (Prometheus text) and
 //     never the API;
+//   - ordinary requests go to the API server over a small pool of HTTP/1.1 connections, each
+//     written and read by the request's own goroutine (--upstream-http1-conns), watches and
+//     the rest over one HTTP/2 connection: the hop costs a fraction of kubectl proxy's;
 //   - SIGTERM drains in-flight requests, ending watches cleanly;
 //   - --kubeconfig-out writes, before the proxy serves, the kubeconfig that the app
 //     containers load, so that nothing a pod update can change feeds it (see Kubeconfig);
