@@ -63,8 +63,8 @@ const (
 	// HTTP/1.1 the proxy's hop costs a fraction of what it costs over HTTP/2
 	// (docs/performance.md).
 	DefaultHTTP1Conns = 8
-	// MaxHTTP1Conns bounds HTTP1Conns: every connection is one more for
-	// the API server to hold.
+	// MaxHTTP1Conns bounds HTTP1Conns: every connection is one more for the API server to
+	// hold.
 	MaxHTTP1Conns = 256
 )
 
@@ -143,10 +143,10 @@ type Config struct {
 	// resource tuple, the status code, the outcome, the latency and the user agent; never a
 	// header but User-Agent, a query, a body or a token.
 	AccessLog bool
-	// HTTP1Conns is the most HTTP/1.1 connections to the API server that ordinary
-	// requests are sent over, each driven by the request that uses it; watches, streamed
-	// request bodies and requests beyond them go over one HTTP/2 connection. 0 sends every
-	// request over HTTP/2.
+	// HTTP1Conns (--upstream-http1-conns) is the most HTTP/1.1 connections to the API server
+	// that ordinary requests are sent over, each driven by the request that uses it; watches,
+	// streamed or large request bodies and requests beyond them go over one HTTP/2
+	// connection. 0 sends every request over HTTP/2.
 	HTTP1Conns int
 
 	// DrainTimeout bounds the drain on shutdown; 0 means DefaultDrainTimeout.
