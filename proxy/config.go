@@ -218,7 +218,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 		"(a rotated token) may hold together, in bytes or with a Ki or Mi suffix. A body that does not fit is sent once, unbuffered. "+
 		"0 keeps none.")
 	fs.IntVar(&c.HTTP1Conns, "upstream-http1-conns", c.HTTP1Conns, "The most HTTP/1.1 connections to the API server "+
-		"that ordinary requests are sent over, one request at a time each; watches, streamed request bodies and requests beyond "+
+		"that ordinary requests are sent over, one request at a time each; watches, request bodies over 64 KiB or streamed, and requests beyond "+
 		"these go over one HTTP/2 connection. 0 sends every request over HTTP/2.")
 }
 
