@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	goruntime "runtime"
 	"slices"
 	"strconv"
@@ -104,11 +103,14 @@ func run(o options) error {
 	if err := testenv.WriteServingCert(work, 1); err != nil {
 		return err
 	}
-	kubeconfig := filepath.Join(work, "kubeconfig")
-	// The webhook serves admissions without calling the API server; the manager only needs an address.
-	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster: {server: 'https://127.0.0.1:1'}\ncontexts:\n- name: none\n  context: {cluster: none, user: none}\ncurrent-context: none\nusers:\n- name: none\n  user: {}\n"), 0o600); err != nil {
+	// The webhook reads namespaces (their defaults) from an informer, as in a cluster: it gets
+	// a real API server holding the review's namespace, or each admission would fall back to a
+	// live read that fails. The API server is idle while the load runs.
+	kubeconfig, stop, err := apiServer(work, benchNamespace)
+	if err != nil {
 		return err
 	}
+	defer stop()
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -318,7 +320,7 @@ func review(pod []byte) []byte {
 		Request: &admissionv1.AdmissionRequest{
 			UID: uuid.NewUUID(), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Resource: podResource,
 			RequestKind: &metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, RequestResource: &podResource,
-			Namespace: "bench", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: pod},
+			Namespace: benchNamespace, Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: pod},
 		},
 	}
 	b, _ := json.Marshal(r)
