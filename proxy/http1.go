@@ -87,14 +87,14 @@ type http1Conn struct {
 	reused bool      // it served a request before
 }
 
-func newHTTP1Pool(addr string, cfg *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error), max int) *http1Pool {
+func newHTTP1Pool(addr string, cfg *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error), maxConns int) *http1Pool {
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
 	if cfg.ServerName == "" {
 		host, _, _ := net.SplitHostPort(addr)
 		cfg.ServerName = host
 	}
-	return &http1Pool{addr: addr, tls: cfg, dial: dial, max: max}
+	return &http1Pool{addr: addr, tls: cfg, dial: dial, max: maxConns}
 }
 
 // get returns an idle connection that is still open, or a new one; nil if max connections are
@@ -109,7 +109,7 @@ func (p *http1Pool) get(ctx context.Context, now time.Time) (*http1Conn, error) 
 			return c, nil
 		}
 		p.open--
-		c.raw.Close()
+		_ = c.raw.Close()
 	}
 	if p.closed || p.open >= p.max {
 		p.mu.Unlock()
@@ -138,7 +138,7 @@ func (p *http1Pool) connect(ctx context.Context) (*http1Conn, error) {
 	under := newReadBufferedConn(raw)
 	tc := tls.Client(under, p.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
+		_ = raw.Close()
 		return nil, err
 	}
 	limit := &headerLimit{r: tc, n: -1}
@@ -157,12 +157,12 @@ func (p *http1Pool) put(c *http1Conn, now time.Time) {
 	}
 	p.open--
 	p.mu.Unlock()
-	c.raw.Close()
+	_ = c.raw.Close()
 }
 
 // discard closes a connection that cannot be reused.
 func (p *http1Pool) discard(c *http1Conn) {
-	c.raw.Close()
+	_ = c.raw.Close()
 	p.mu.Lock()
 	p.open--
 	p.mu.Unlock()
@@ -176,7 +176,7 @@ func (p *http1Pool) close() {
 	p.open -= len(idle)
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.raw.Close()
+		_ = c.raw.Close()
 	}
 }
 
@@ -212,7 +212,7 @@ var errNoAnswer = errors.New("the connection failed before the answer")
 
 func (p *http1Pool) send(c *http1Conn, req *http.Request, newBody func() io.ReadCloser) (*http.Response, error) {
 	// A cancelled request (its client went away, or the drain) aborts a blocked write or read.
-	stop := context.AfterFunc(req.Context(), func() { c.raw.Close() })
+	stop := context.AfterFunc(req.Context(), func() { _ = c.raw.Close() })
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		p.discard(c)
@@ -248,7 +248,7 @@ func (p *http1Pool) send(c *http1Conn, req *http.Request, newBody func() io.Read
 			resp.Body = &http1Body{pool: p, c: c, rc: resp.Body, stop: stop, keep: !resp.Close}
 			return resp, nil
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 	}
 }
 

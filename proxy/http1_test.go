@@ -132,8 +132,8 @@ func TestHTTP1PoolBounded(t *testing.T) {
 				t.Errorf("held request %d: %v", i, err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				t.Errorf("held request %d: %d", i, resp.StatusCode)
 			}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -341,7 +342,7 @@ func (u *upstream) send(t *transports, req *http.Request, body *replayBody) (*ht
 		if body != nil {
 			newBody = body.reader
 		}
-		if resp, err := t.http1.roundTrip(req, newBody); err != errPoolBusy {
+		if resp, err := t.http1.roundTrip(req, newBody); !errors.Is(err, errPoolBusy) {
 			return resp, err
 		}
 	}

@@ -68,7 +68,7 @@ func (vs *variants) Set(s string) error {
 		return fmt.Errorf("-variant %q: want NAME=FLAGS, for example %q", s, "h1=--upstream-protocol=http1")
 	}
 	v := variant{name: "api-proxy " + name}
-	for _, w := range strings.Fields(words) {
+	for w := range strings.FieldsSeq(words) {
 		switch {
 		case strings.HasPrefix(w, "-"):
 			v.args = append(v.args, w)

@@ -65,11 +65,11 @@ func classify(stack []string) string {
 		return "copying memory"
 	}
 	for _, f := range stack {
-		pkg := f
+		// The package of a function name: up to the first dot after the last slash.
+		pkg, _, _ := strings.Cut(f, ".")
 		if i := strings.LastIndexByte(f, '/'); i >= 0 {
-			pkg = f[:i+strings.IndexByte(f[i:], '.')]
-		} else if i := strings.IndexByte(f, '.'); i >= 0 {
-			pkg = f[:i]
+			before, _, _ := strings.Cut(f[i:], ".")
+			pkg = f[:i+len(before)]
 		}
 		switch {
 		case basicPackages[pkg] || strings.HasPrefix(pkg, "internal/") || strings.HasPrefix(pkg, "runtime"):

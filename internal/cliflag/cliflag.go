@@ -69,3 +69,19 @@ func hasLong(fs *flag.FlagSet, f *flag.Flag) bool {
 	})
 	return found
 }
+
+// ParseInterspersed parses args with fs, letting flags come after the positional arguments
+// as kubectl allows ("explain deploy/web -n shop"): it parses again after each positional
+// argument, and returns them in order. Its error is fs.Parse's, flag.ErrHelp included.
+func ParseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
+	}
+}

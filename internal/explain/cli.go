@@ -51,19 +51,12 @@ func Command(ctx context.Context, prog string, args []string, stdin io.Reader, s
 		"Exits 1 on an error, 2 when problems are found.\n\n" +
 		"Examples:\n  " + prog + " -n shop deploy/web\n  " + prog + " -n shop web-7d9c5-abcde -o json\n  " + prog + " -f deployment.yaml"
 	fs.Usage = cliflag.Usage(fs, synopsis)
-	// Flags may come after the object, as kubectl allows: parse again after each argument.
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return ErrUsage
+	positional, err := cliflag.ParseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
+		return ErrUsage
 	}
 	if output != "text" && output != "json" {
 		fmt.Fprintf(stderr, "--output: %q is not one of text, json\n", output)

@@ -50,19 +50,12 @@ func Command(ctx context.Context, prog string, args []string, stdin io.Reader, s
 		"Examples:\n  " + prog + " -n shop deploy/web\n  " + prog + " -n shop web-7d9c5-abcde --compare\n" +
 		"  kubectl exec -n shop web-7d9c5-abcde -c api-proxy -- /api-proxy access -o json > web.json; " + prog + " -f web.json"
 	fs.Usage = cliflag.Usage(fs, synopsis)
-	// Flags may come after the object, as kubectl allows: parse again after each argument.
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return ErrUsage
+	positional, err := cliflag.ParseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
+		return ErrUsage
 	}
 	if output != "yaml" && output != "json" {
 		fmt.Fprintf(stderr, "--output: %q is not one of yaml, json\n", output)
