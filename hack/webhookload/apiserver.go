@@ -19,10 +19,10 @@ const benchNamespace = "bench"
 
 // apiServer starts envtest's API server with the namespace ns and writes a kubeconfig for it
 // into dir, as the webhook's KUBECONFIG. stop stops the API server.
-func apiServer(dir, ns string) (kubeconfig string, stop func(), err error) {
+func apiServer(dir, ns string) (kubeconfig string, cfg *rest.Config, stop func(), err error) {
 	env, cfg, err := testenv.Start()
 	if err != nil {
-		return "", nil, fmt.Errorf("starting the API server: %w", err)
+		return "", nil, nil, fmt.Errorf("starting the API server: %w", err)
 	}
 	stopEnv := func() { _ = env.Stop() }
 	defer func() {
@@ -34,29 +34,41 @@ func apiServer(dir, ns string) (kubeconfig string, stop func(), err error) {
 	// which also serves the null webhook, would grow the floor's memory by about 10 MB.
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	resp, err := hc.Post(strings.TrimSuffix(cfg.Host, "/")+"/api/v1/namespaces", "application/json",
 		strings.NewReader(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"`+ns+`"}}`))
 	if err != nil {
-		return "", nil, fmt.Errorf("creating namespace %s: %w", ns, err)
+		return "", nil, nil, fmt.Errorf("creating namespace %s: %w", ns, err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		return "", nil, fmt.Errorf("creating namespace %s: %s: %s", ns, resp.Status, body)
+		return "", nil, nil, fmt.Errorf("creating namespace %s: %s: %s", ns, resp.Status, body)
+	}
+	// The benchmark pod's ServiceAccount, which the API server's ServiceAccount admission
+	// looks up when the pod is created by dry run (-creates).
+	resp, err = hc.Post(strings.TrimSuffix(cfg.Host, "/")+"/api/v1/namespaces/"+ns+"/serviceaccounts", "application/json",
+		strings.NewReader(`{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"checkout-api"}}`))
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("creating the ServiceAccount: %w", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return "", nil, nil, fmt.Errorf("creating the ServiceAccount: %s: %s", resp.Status, body)
 	}
 	user, err := env.AddUser(envtest.User{Name: "webhookload", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
-		return "", nil, fmt.Errorf("adding the webhook's user: %w", err)
+		return "", nil, nil, fmt.Errorf("adding the webhook's user: %w", err)
 	}
 	data, err := user.KubeConfig()
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return kubeconfig, stopEnv, nil
+	return kubeconfig, cfg, stopEnv, nil
 }

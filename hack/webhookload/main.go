@@ -52,6 +52,7 @@ type options struct {
 	serveNull string
 	certDir   string
 	skipNull  bool
+	creates   int
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "Length of each load phase.")
 	flag.IntVar(&o.senders, "senders", 4, "Concurrent senders in the closed loop.")
 	flag.IntVar(&o.rate, "rate", 500, "Requests per second in the open loop.")
+	flag.IntVar(&o.creates, "creates", 300, "Server-side dry-run pod creates per target and round at the API server, one at a time (0: skip).")
 	flag.BoolVar(&o.skipNull, "skip-null", false, "Do not measure the null webhook baseline.")
 	flag.StringVar(&o.serveNull, "serve-null", "", "Internal: serve the null webhook on this port.")
 	flag.StringVar(&o.certDir, "cert-dir", "", "Internal: certificate directory of the null webhook.")
@@ -87,7 +89,8 @@ type result struct {
 	p50, p99, max time.Duration // open loop
 	failures      int64
 	rssKB         int64
-	patchBytes    int // of the first answer
+	patchBytes    int           // of the first answer
+	apiP50        time.Duration // server-side dry-run pod create with this webhook registered
 }
 
 func run(o options) error {
@@ -106,11 +109,15 @@ func run(o options) error {
 	// The webhook reads namespaces (their defaults) from an informer, as in a cluster: it gets
 	// a real API server holding the review's namespace, or each admission would fall back to a
 	// live read that fails. The API server is idle while the load runs.
-	kubeconfig, stop, err := apiServer(work, benchNamespace)
+	kubeconfig, cfg, stop, err := apiServer(work, benchNamespace)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	api, err := newAPIClient(cfg, work)
+	if err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -137,7 +144,19 @@ func run(o options) error {
 		o.podFile, len(body), o.duration, o.rounds)
 
 	rounds := make([][]result, len(targets))
+	var none []time.Duration // per round: the API server's p50 with no webhook
 	for round := range o.rounds {
+		if o.creates > 0 {
+			if err := api.register(""); err != nil {
+				return err
+			}
+			p50, err := api.dryRunP50(body, o.creates, nil)
+			if err != nil {
+				return fmt.Errorf("no webhook: %w", err)
+			}
+			none = append(none, p50)
+			fmt.Fprintf(os.Stderr, "round %d, no webhook: dry-run create p50 %.2f ms\n", round+1, ms(p50))
+		}
 		for i, t := range targets {
 			port := strconv.Itoa(19443 + i)
 			argv := t.argv
@@ -146,7 +165,7 @@ func run(o options) error {
 			} else {
 				argv = append(argv, "--webhook-port", port)
 			}
-			r, err := measure(o, t.name, "https://127.0.0.1:"+port+t.path, argv, kubeconfig, body)
+			r, err := measure(o, t.name, "https://127.0.0.1:"+port+t.path, argv, kubeconfig, body, api)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -159,7 +178,12 @@ func run(o options) error {
 	for _, rs := range rounds {
 		results = append(results, median(rs))
 	}
-	printTable(o, results)
+	var noneP50 time.Duration
+	if len(none) > 0 {
+		slices.Sort(none)
+		noneP50 = none[len(none)/2]
+	}
+	printTable(o, results, noneP50)
 	fmt.Printf("\nload average at the end: %s\n", loadAverage())
 	return nil
 }
@@ -181,6 +205,7 @@ func median(rs []result) result {
 	m.p99 = time.Duration(pick(func(r result) float64 { return float64(r.p99) }))
 	m.max = time.Duration(pick(func(r result) float64 { return float64(r.max) }))
 	m.rssKB = int64(pick(func(r result) float64 { return float64(r.rssKB) }))
+	m.apiP50 = time.Duration(pick(func(r result) float64 { return float64(r.apiP50) }))
 	m.failures = 0
 	for _, r := range rs {
 		m.failures += r.failures
@@ -196,7 +221,7 @@ func loadAverage() string {
 	return "unknown"
 }
 
-func measure(o options, name, url string, argv []string, kubeconfig string, pod []byte) (result, error) {
+func measure(o options, name, url string, argv []string, kubeconfig string, pod []byte, api *apiClient) (result, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if _, err := exec.LookPath("taskset"); err == nil {
 		cmd = exec.Command("taskset", append([]string{"-c", "0", argv[0]}, argv[1:]...)...)
@@ -263,6 +288,24 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 	}
 	r.rssKB = proc.PeakRSS(pid) >> 10
+
+	if o.creates > 0 {
+		marker := markerOurs
+		if strings.HasSuffix(url, "/null") {
+			marker = markerNull
+		}
+		if err := api.register(url); err != nil {
+			return result{}, err
+		}
+		p50, err := api.dryRunP50(pod, o.creates, marker)
+		if err != nil {
+			return result{}, fmt.Errorf("%s at the API server: %w", name, err)
+		}
+		r.apiP50 = p50
+		if err := api.register(""); err != nil {
+			return result{}, err
+		}
+	}
 	return r, nil
 }
 
@@ -335,7 +378,7 @@ func podJSON(path string) ([]byte, error) {
 	return yaml.YAMLToJSON(data)
 }
 
-func printTable(o options, results []result) {
+func printTable(o options, results []result, noneP50 time.Duration) {
 	fmt.Printf("| measure | %s |\n|---|%s\n", strings.Join(names(results), " | "), strings.Repeat("---|", len(results)))
 	row := func(label string, f func(r result) string) {
 		var cells []string
@@ -352,6 +395,10 @@ func printTable(o options, results []result) {
 	row("peak resident memory", func(r result) string { return fmt.Sprintf("%.0f MB", float64(r.rssKB)/1024) })
 	row("failed requests", func(r result) string { return strconv.FormatInt(r.failures, 10) })
 	row("patch bytes (JSON, before base64)", func(r result) string { return strconv.Itoa(r.patchBytes) })
+	if noneP50 > 0 {
+		row(fmt.Sprintf("API server: dry-run create p50, added to no webhook's %.2f ms (%d creates, one at a time)", ms(noneP50), o.creates),
+			func(r result) string { return fmt.Sprintf("+%.2f ms", ms(r.apiP50-noneP50)) })
+	}
 	null := results[len(results)-1]
 	if o.skipNull || null.throughput == 0 || null.cpuPerAdmit == 0 || null.p99 == 0 || null.rssKB == 0 {
 		return
@@ -361,6 +408,13 @@ func printTable(o options, results []result) {
 		fmt.Printf("  %s: CPU per admission %.2f, throughput %.2f, p99 at %d/s %.2f, RSS %.2f\n", r.name,
 			float64(r.cpuPerAdmit)/float64(null.cpuPerAdmit), r.throughput/null.throughput, o.rate,
 			float64(r.p99)/float64(null.p99), float64(r.rssKB)/float64(null.rssKB))
+	}
+	if noneP50 > 0 {
+		fmt.Printf("\nat the API server (goal: added p50 <= null's + 0.30 ms):\n")
+		for _, r := range results[:len(results)-1] {
+			fmt.Printf("  %s: added p50 %.2f ms, null's %.2f ms: %+.2f ms over null's\n", r.name,
+				ms(r.apiP50-noneP50), ms(null.apiP50-noneP50), ms(r.apiP50-null.apiP50))
+		}
 	}
 }
 
