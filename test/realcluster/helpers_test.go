@@ -324,20 +324,32 @@ func webhookLogs(t *testing.T) string {
 	return b.String()
 }
 
-// result decodes the "RESULT <json>" line the app printed into v.
+// result decodes the "RESULT <json>" line the app printed into v. A pod can be ready before
+// its app has printed it (an app that serves after its calls), so it waits for the line,
+// bounded, as for any other condition.
 func result(t *testing.T, ns, pod, container string, v any) {
 	t.Helper()
-	text := logs(t, ns, pod, container)
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		if line, ok := strings.CutPrefix(sc.Text(), "RESULT "); ok {
-			if err := json.Unmarshal([]byte(line), v); err != nil {
-				t.Fatalf("pod %s/%s container %s: bad RESULT line %q: %v", ns, pod, container, line, err)
-			}
-			return
+	var line, text string
+	err := pollErr(t.Context(), time.Minute, "the RESULT line of "+ns+"/"+pod+" "+container, func(ctx context.Context) (bool, error) {
+		var err error
+		if text, err = logsErr(ctx, ns, pod, container); err != nil {
+			return false, err
 		}
+		sc := bufio.NewScanner(strings.NewReader(text))
+		for sc.Scan() {
+			var ok bool
+			if line, ok = strings.CutPrefix(sc.Text(), "RESULT "); ok {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s container %s printed no RESULT line (%v); its log:\n%s", ns, pod, container, err, text)
 	}
-	t.Fatalf("pod %s/%s container %s printed no RESULT line; its log:\n%s", ns, pod, container, text)
+	if err := json.Unmarshal([]byte(line), v); err != nil {
+		t.Fatalf("pod %s/%s container %s: bad RESULT line %q: %v", ns, pod, container, line, err)
+	}
 }
 
 // exitCode is the exit code of a terminated container (init or regular), or -1.
