@@ -4,13 +4,22 @@
 // fresh UID per request, the webhook process pinned to one core and the load on the other.
 //
 // It runs, in one go, the api-access-injector webhook binary, optionally a second build of it
-// (-baseline, e.g. the main branch's, for a before/after in the same run), and a "null"
-// webhook (TLS, decode, encode, a trivial patch: the harness's floor), in interleaved rounds,
-// and reports for each the medians of: closed-loop throughput with 4 senders, CPU
-// microseconds per admission, open-loop p50/p99 latency at a fixed rate, peak resident
-// memory, and the size of the patch it answers with; then the ratios of each injector to the
-// null webhook of the same run, which are what the goals are stated in (absolute figures move
-// with the machine and its load). Run it with `make load`.
+// (-baseline, e.g. the main branch's, for a before/after in the same run), a "null" webhook
+// (TLS, decode, encode, a trivial patch: the harness's floor), and the null webhook answering
+// with ours' exact patches (the API server's cost of our mutation, apart from our webhook's
+// time), in interleaved rounds, and reports for each the medians of: closed-loop throughput
+// with 4 senders, CPU microseconds per admission, open-loop p50/p99 latency at a fixed rate,
+// peak resident memory, and the size of the patch it answers with; then the ratios of each to
+// the null webhook of the same run, which are what the goals are stated in (absolute figures
+// move with the machine and its load).
+//
+// With -creates (the default), it also registers each webhook in turn with envtest's API
+// server and creates pods by server-side dry run, one at a time: the benchmark pod, the same
+// pod with one container, and the benchmark pod with apiaccess.io/containers naming one
+// container; it reports the p50 and the API server's CPU time per create, added to those with
+// no webhook. -null-patch FILE adds the null webhook answering with a variant of the mutation,
+// to measure what a part of it costs the API server; -apiserver-cpuprofile DIR says where the
+// API server's time goes. Run it with `make load`.
 package main
 
 import (
@@ -23,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	goruntime "runtime"
 	"slices"
 	"strconv"
@@ -53,7 +63,16 @@ type options struct {
 	certDir   string
 	skipNull  bool
 	creates   int
+	patchFile string
+	profile   string
+	patches   stringList
 }
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	var o options
@@ -68,10 +87,13 @@ func main() {
 	flag.BoolVar(&o.skipNull, "skip-null", false, "Do not measure the null webhook baseline.")
 	flag.StringVar(&o.serveNull, "serve-null", "", "Internal: serve the null webhook on this port.")
 	flag.StringVar(&o.certDir, "cert-dir", "", "Internal: certificate directory of the null webhook.")
+	flag.StringVar(&o.profile, "apiserver-cpuprofile", "", "With -creates: also profile the API server's CPU for 10s of creates per target, in the first round, into this directory (and with no webhook).")
+	flag.Var(&o.patches, "null-patch", "Also measure the null webhook answering with the JSON patch in this file (repeatable): what a variant of the mutation costs the API server. The file holds one patch for every pod, or a JSON object from each created pod's generateName to its patch; the created pods must contain the string apiaccess-.")
+	flag.StringVar(&o.patchFile, "patch-file", "", "Internal: the null webhook answers with the patch in this file.")
 	flag.Parse()
 	var err error
 	if o.serveNull != "" {
-		err = serveNull(o.serveNull, o.certDir)
+		err = serveNull(o.serveNull, o.certDir, o.patchFile)
 	} else {
 		err = run(o)
 	}
@@ -89,8 +111,9 @@ type result struct {
 	p50, p99, max time.Duration // open loop
 	failures      int64
 	rssKB         int64
-	patchBytes    int           // of the first answer
-	apiP50        time.Duration // server-side dry-run pod create with this webhook registered
+	patches       [][]byte        // the answer for each of the created pods
+	apiP50        []time.Duration // server-side dry-run create of each created pod with this webhook registered
+	apiCPU        []time.Duration // the API server's CPU time per create of each
 }
 
 func run(o options) error {
@@ -118,44 +141,66 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	creates, err := createPods(body)
+	if err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	type target struct {
-		name string
-		path string
-		argv []string
+		name   string
+		path   string
+		argv   []string
+		marker []byte // of its mutation in the created pod
 	}
 	injectorTarget := func(name, bin string) target {
 		return target{name, "/inject/opt-in", []string{bin, "webhook", "--cert-dir", work, "--metrics-bind-address", "0",
-			"--health-probe-bind-address", "0", "--log-level", "error"}}
+			"--health-probe-bind-address", "0", "--log-level", "error"}, markerOurs}
 	}
 	targets := []target{injectorTarget("api-access-injector", o.bin)}
 	if o.baseline != "" {
 		targets = append(targets, injectorTarget("baseline", o.baseline))
 	}
+	// The null webhook answering with ours' patches, recorded from ours' answers in the first
+	// round: set against the null webhook, it is the API server's cost of applying and
+	// validating our mutation; set against ours, our webhook's own time per call.
+	oursPatch := filepath.Join(work, "ours.patch")
+	for _, p := range o.patches {
+		targets = append(targets, target{"null webhook answering with " + filepath.Base(p), "/null", []string{self, "--cert-dir", work, "--patch-file", p}, markerVariant})
+	}
 	if !o.skipNull {
-		targets = append(targets, target{"null webhook (floor)", "/null", []string{self, "--cert-dir", work}})
+		targets = append(targets,
+			target{"null webhook answering with ours' patch", "/null", []string{self, "--cert-dir", work, "--patch-file", oursPatch}, markerOurs},
+			target{"null webhook (floor)", "/null", []string{self, "--cert-dir", work}, markerNull})
 	}
 	fmt.Printf("machine: %s, %d cores, load average %s; webhook pinned to core 0 (GOMAXPROCS=1), load on the others\n",
-		proc.CPUModel(), goruntime.NumCPU(), loadAverage())
+		proc.CPUModel(), goruntime.NumCPU(), proc.LoadAverage())
 	fmt.Printf("pod: %s (%d bytes of JSON), a fresh UID per request; %v per phase, %d interleaved rounds, medians\n\n",
 		o.podFile, len(body), o.duration, o.rounds)
 
 	rounds := make([][]result, len(targets))
-	var none []time.Duration // per round: the API server's p50 with no webhook
+	none := make([]result, o.rounds) // per round: the API server with no webhook
 	for round := range o.rounds {
 		if o.creates > 0 {
 			if err := api.register(""); err != nil {
 				return err
 			}
-			p50, err := api.dryRunP50(body, o.creates, nil)
-			if err != nil {
-				return fmt.Errorf("no webhook: %w", err)
+			for _, c := range creates {
+				p50, cpu, err := api.dryRunP50(c.body, o.creates, nil)
+				if err != nil {
+					return fmt.Errorf("no webhook: %w", err)
+				}
+				none[round].apiP50 = append(none[round].apiP50, p50)
+				none[round].apiCPU = append(none[round].apiCPU, cpu)
+				fmt.Fprintf(os.Stderr, "round %d, no webhook, %s: dry-run create p50 %.2f ms, API server CPU %.2f ms\n", round+1, c.name, ms(p50), ms(cpu))
 			}
-			none = append(none, p50)
-			fmt.Fprintf(os.Stderr, "round %d, no webhook: dry-run create p50 %.2f ms\n", round+1, ms(p50))
+			if o.profile != "" && round == 0 {
+				if err := api.profile(body, filepath.Join(o.profile, "none.pprof")); err != nil {
+					return err
+				}
+			}
 		}
 		for i, t := range targets {
 			port := strconv.Itoa(19443 + i)
@@ -165,9 +210,19 @@ func run(o options) error {
 			} else {
 				argv = append(argv, "--webhook-port", port)
 			}
-			r, err := measure(o, t.name, "https://127.0.0.1:"+port+t.path, argv, kubeconfig, body, api)
+			profile := ""
+			if o.profile != "" && round == 0 {
+				profile = filepath.Join(o.profile, fmt.Sprintf("%d.pprof", i+1))
+				fmt.Fprintf(os.Stderr, "API server's CPU profile with %s: %s\n", t.name, profile)
+			}
+			r, err := measure(o, t.name, "https://127.0.0.1:"+port+t.path, argv, kubeconfig, body, creates, api, t.marker, profile)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			if i == 0 && round == 0 {
+				if err := writePatches(oursPatch, creates, r.patches); err != nil {
+					return err
+				}
 			}
 			rounds[i] = append(rounds[i], r)
 			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f/s, %.0f µs/admission, p99 %.2f ms, %d MB\n", round+1, t.name,
@@ -178,13 +233,8 @@ func run(o options) error {
 	for _, rs := range rounds {
 		results = append(results, median(rs))
 	}
-	var noneP50 time.Duration
-	if len(none) > 0 {
-		slices.Sort(none)
-		noneP50 = none[len(none)/2]
-	}
-	printTable(o, results, noneP50)
-	fmt.Printf("\nload average at the end: %s\n", loadAverage())
+	printTable(o, results, creates, median(none))
+	fmt.Printf("\nload average at the end: %s\n", proc.LoadAverage())
 	return nil
 }
 
@@ -205,7 +255,12 @@ func median(rs []result) result {
 	m.p99 = time.Duration(pick(func(r result) float64 { return float64(r.p99) }))
 	m.max = time.Duration(pick(func(r result) float64 { return float64(r.max) }))
 	m.rssKB = int64(pick(func(r result) float64 { return float64(r.rssKB) }))
-	m.apiP50 = time.Duration(pick(func(r result) float64 { return float64(r.apiP50) }))
+	m.apiP50 = make([]time.Duration, len(rs[0].apiP50))
+	m.apiCPU = make([]time.Duration, len(rs[0].apiCPU))
+	for i := range m.apiP50 {
+		m.apiP50[i] = time.Duration(pick(func(r result) float64 { return float64(r.apiP50[i]) }))
+		m.apiCPU[i] = time.Duration(pick(func(r result) float64 { return float64(r.apiCPU[i]) }))
+	}
 	m.failures = 0
 	for _, r := range rs {
 		m.failures += r.failures
@@ -213,15 +268,7 @@ func median(rs []result) result {
 	return m
 }
 
-func loadAverage() string {
-	data, _ := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(data)); len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "unknown"
-}
-
-func measure(o options, name, url string, argv []string, kubeconfig string, pod []byte, api *apiClient) (result, error) {
+func measure(o options, name, url string, argv []string, kubeconfig string, pod []byte, creates []createPod, api *apiClient, marker []byte, profile string) (result, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if _, err := exec.LookPath("taskset"); err == nil {
 		cmd = exec.Command("taskset", append([]string{"-c", "0", argv[0]}, argv[1:]...)...)
@@ -237,22 +284,11 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a self-signed certificate made by this run
 		MaxIdleConnsPerHost: o.senders * 4, ForceAttemptHTTP2: false,
 	}, Timeout: 10 * time.Second}
-	var patchBytes atomic.Int64
 	send := func() (time.Duration, error) {
 		start := time.Now()
-		resp, err := client.Post(url, "application/json", bytes.NewReader(review(pod)))
-		if err != nil {
+		if _, err := admit(client, url, pod); err != nil {
 			return 0, err
 		}
-		defer func() { _ = resp.Body.Close() }()
-		var out admissionv1.AdmissionReview
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			return 0, err
-		}
-		if out.Response == nil || !out.Response.Allowed || len(out.Response.Patch) == 0 {
-			return 0, fmt.Errorf("unexpected answer: %+v", out.Response)
-		}
-		patchBytes.CompareAndSwap(0, int64(len(out.Response.Patch)))
 		return time.Since(start), nil
 	}
 	ready := false
@@ -266,7 +302,14 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 		return result{}, fmt.Errorf("not answering after 20s: %s", stderr.String())
 	}
 	pid := cmd.Process.Pid
-	r := result{name: name, patchBytes: int(patchBytes.Load())}
+	r := result{name: name}
+	for _, c := range creates {
+		p, err := admit(client, url, c.body)
+		if err != nil {
+			return result{}, fmt.Errorf("%s: %w", c.name, err)
+		}
+		r.patches = append(r.patches, p)
+	}
 
 	// Warm up, then the closed loop.
 	closedLoop(send, o.senders, 2*time.Second)
@@ -290,23 +333,44 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 	r.rssKB = proc.PeakRSS(pid) >> 10
 
 	if o.creates > 0 {
-		marker := markerOurs
-		if strings.HasSuffix(url, "/null") {
-			marker = markerNull
-		}
 		if err := api.register(url); err != nil {
 			return result{}, err
 		}
-		p50, err := api.dryRunP50(pod, o.creates, marker)
-		if err != nil {
-			return result{}, fmt.Errorf("%s at the API server: %w", name, err)
+		for _, c := range creates {
+			p50, cpu, err := api.dryRunP50(c.body, o.creates, marker)
+			if err != nil {
+				return result{}, fmt.Errorf("%s at the API server, %s: %w", name, c.name, err)
+			}
+			r.apiP50 = append(r.apiP50, p50)
+			r.apiCPU = append(r.apiCPU, cpu)
 		}
-		r.apiP50 = p50
+		if profile != "" {
+			if err := api.profile(pod, profile); err != nil {
+				return result{}, err
+			}
+		}
 		if err := api.register(""); err != nil {
 			return result{}, err
 		}
 	}
 	return r, nil
+}
+
+// admit sends one AdmissionReview of pod and returns the patch of the answer.
+func admit(client *http.Client, url string, pod []byte) ([]byte, error) {
+	resp, err := client.Post(url, "application/json", bytes.NewReader(review(pod)))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, err
+	}
+	if out.Response == nil || !out.Response.Allowed || len(out.Response.Patch) == 0 {
+		return nil, fmt.Errorf("unexpected answer: %+v", out.Response)
+	}
+	return out.Response.Patch, nil
 }
 
 func closedLoop(send func() (time.Duration, error), senders int, d time.Duration) (n, failed int64, elapsed time.Duration) {
@@ -378,7 +442,7 @@ func podJSON(path string) ([]byte, error) {
 	return yaml.YAMLToJSON(data)
 }
 
-func printTable(o options, results []result, noneP50 time.Duration) {
+func printTable(o options, results []result, creates []createPod, none result) {
 	fmt.Printf("| measure | %s |\n|---|%s\n", strings.Join(names(results), " | "), strings.Repeat("---|", len(results)))
 	row := func(label string, f func(r result) string) {
 		var cells []string
@@ -394,10 +458,19 @@ func printTable(o options, results []result, noneP50 time.Duration) {
 	})
 	row("peak resident memory", func(r result) string { return fmt.Sprintf("%.0f MB", float64(r.rssKB)/1024) })
 	row("failed requests", func(r result) string { return strconv.FormatInt(r.failures, 10) })
-	row("patch bytes (JSON, before base64)", func(r result) string { return strconv.Itoa(r.patchBytes) })
-	if noneP50 > 0 {
-		row(fmt.Sprintf("API server: dry-run create p50, added to no webhook's %.2f ms (%d creates, one at a time)", ms(noneP50), o.creates),
-			func(r result) string { return fmt.Sprintf("+%.2f ms", ms(r.apiP50-noneP50)) })
+	row("patch bytes (JSON, before base64) / operations", func(r result) string {
+		var ops []json.RawMessage
+		_ = json.Unmarshal(r.patches[0], &ops)
+		return fmt.Sprintf("%d / %d", len(r.patches[0]), len(ops))
+	})
+	if o.creates > 0 {
+		for i, c := range creates {
+			row(fmt.Sprintf("API server, %s: dry-run create p50 / its CPU per create, added to no webhook's %.2f / %.2f ms (%d creates, one at a time)",
+				c.name, ms(none.apiP50[i]), ms(none.apiCPU[i]), o.creates),
+				func(r result) string {
+					return fmt.Sprintf("+%.2f / +%.2f ms", ms(r.apiP50[i]-none.apiP50[i]), ms(r.apiCPU[i]-none.apiCPU[i]))
+				})
+		}
 	}
 	null := results[len(results)-1]
 	if o.skipNull || null.throughput == 0 || null.cpuPerAdmit == 0 || null.p99 == 0 || null.rssKB == 0 {
@@ -409,11 +482,13 @@ func printTable(o options, results []result, noneP50 time.Duration) {
 			float64(r.cpuPerAdmit)/float64(null.cpuPerAdmit), r.throughput/null.throughput, o.rate,
 			float64(r.p99)/float64(null.p99), float64(r.rssKB)/float64(null.rssKB))
 	}
-	if noneP50 > 0 {
-		fmt.Printf("\nat the API server (goal: added p50 <= null's + 0.30 ms):\n")
-		for _, r := range results[:len(results)-1] {
-			fmt.Printf("  %s: added p50 %.2f ms, null's %.2f ms: %+.2f ms over null's\n", r.name,
-				ms(r.apiP50-noneP50), ms(null.apiP50-noneP50), ms(r.apiP50-null.apiP50))
+	if o.creates > 0 {
+		for i, c := range creates {
+			fmt.Printf("\nat the API server, %s (goal: added p50 <= null's + 0.30 ms):\n", c.name)
+			for _, r := range results[:len(results)-1] {
+				fmt.Printf("  %s: added p50 %.2f ms, null's %.2f ms: %+.2f ms over null's; the API server's CPU per create %+.2f ms over null's\n", r.name,
+					ms(r.apiP50[i]-none.apiP50[i]), ms(null.apiP50[i]-none.apiP50[i]), ms(r.apiP50[i]-null.apiP50[i]), ms(r.apiCPU[i]-null.apiCPU[i]))
+			}
 		}
 	}
 }
