@@ -30,33 +30,12 @@ func apiServer(dir, ns string) (kubeconfig string, cfg *rest.Config, stop func()
 			stopEnv()
 		}
 	}()
-	// A plain POST rather than client-go's typed clientset: linking that into this binary,
-	// which also serves the null webhook, would grow the floor's memory by about 10 MB.
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	resp, err := hc.Post(strings.TrimSuffix(cfg.Host, "/")+"/api/v1/namespaces", "application/json",
-		strings.NewReader(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"`+ns+`"}}`))
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("creating namespace %s: %w", ns, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return "", nil, nil, fmt.Errorf("creating namespace %s: %s: %s", ns, resp.Status, body)
-	}
-	// The benchmark pod's ServiceAccount, which the API server's ServiceAccount admission
-	// looks up when the pod is created by dry run (-creates).
-	resp, err = hc.Post(strings.TrimSuffix(cfg.Host, "/")+"/api/v1/namespaces/"+ns+"/serviceaccounts", "application/json",
-		strings.NewReader(`{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"checkout-api"}}`))
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("creating the ServiceAccount: %w", err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return "", nil, nil, fmt.Errorf("creating the ServiceAccount: %s: %s", resp.Status, body)
+	if err := createNamespace(hc, strings.TrimSuffix(cfg.Host, "/"), ns); err != nil {
+		return "", nil, nil, err
 	}
 	user, err := env.AddUser(envtest.User{Name: "webhookload", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
@@ -71,4 +50,26 @@ func apiServer(dir, ns string) (kubeconfig string, cfg *rest.Config, stop func()
 		return "", nil, nil, err
 	}
 	return kubeconfig, cfg, stopEnv, nil
+}
+
+// createNamespace creates namespace ns and in it the benchmark pod's ServiceAccount, which the
+// API server's ServiceAccount admission looks up when the pod is created by dry run. A plain
+// POST rather than client-go's typed clientset: linking that into this binary, which also
+// serves the null webhook, would grow the floor's memory by about 10 MB.
+func createNamespace(hc *http.Client, host, ns string) error {
+	for _, o := range []struct{ path, body string }{
+		{"/api/v1/namespaces", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"` + ns + `"}}`},
+		{"/api/v1/namespaces/" + ns + "/serviceaccounts", `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"checkout-api"}}`},
+	} {
+		resp, err := hc.Post(host+o.path, "application/json", strings.NewReader(o.body))
+		if err != nil {
+			return fmt.Errorf("creating namespace %s: %w", ns, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("creating namespace %s: POST %s: %s: %s", ns, o.path, resp.Status, body)
+		}
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,24 +13,23 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
-
-	"github.com/api-access-injector/api-access-injector/hack/internal/proc"
 )
 
-// The admission as the API server sees it: sequential server-side dry-run creates of the
-// benchmark pod, with no webhook registered, then with each target registered in turn. The
-// difference of the p50s is what the webhook adds to a pod create, including the API server's
-// work of calling it and of applying and validating its patch.
+// The admission as the API server sees it: server-side dry-run creates of the benchmark pod
+// through envtest's API server, with every target registered at once, each for a namespace of
+// its own (and one namespace with no webhook), one create per namespace in turn: the
+// difference of the p50s is what a webhook adds to a pod create, including the API server's
+// work of calling it and of applying and validating its patch, and the machine's drift, which
+// on a shared machine is larger than the differences measured, touches every target alike.
 
-// webhookName names the MutatingWebhookConfiguration registered for each target.
+// webhookName names the MutatingWebhookConfiguration of the targets.
 const webhookName = "webhookload"
 
-// apiClient creates pods by dry run and registers the webhook under measure.
+// apiClient creates pods by dry run and registers the webhooks under measure.
 type apiClient struct {
 	http     *http.Client
 	host     string
 	caBundle []byte
-	pid      int // the API server's, for its CPU time; 0 if not found
 }
 
 func newAPIClient(cfg *rest.Config, certDir string) (*apiClient, error) {
@@ -43,11 +41,7 @@ func newAPIClient(cfg *rest.Config, certDir string) (*apiClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(cfg.Host)
-	if err != nil {
-		return nil, err
-	}
-	return &apiClient{http: hc, host: strings.TrimSuffix(cfg.Host, "/"), caBundle: ca, pid: proc.FindPID("--secure-port=" + u.Port())}, nil
+	return &apiClient{http: hc, host: strings.TrimSuffix(cfg.Host, "/"), caBundle: ca}, nil
 }
 
 func (c *apiClient) do(method, path string, body []byte, want int) error {
@@ -68,34 +62,47 @@ func (c *apiClient) do(method, path string, body []byte, want int) error {
 	return nil
 }
 
-// register makes url the only mutating webhook for pod creates (none when url is "").
-func (c *apiClient) register(url string) error {
-	const path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
-	err := c.do(http.MethodDelete, path+"/"+webhookName, nil, http.StatusOK)
-	if err != nil && !strings.Contains(err.Error(), "404") {
-		return err
-	}
-	if url == "" {
-		return nil
-	}
-	cfg := map[string]any{
-		"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-		"metadata": map[string]any{"name": webhookName},
-		"webhooks": []any{map[string]any{
-			"name":                    "load.webhookload.apiaccess.io",
-			"clientConfig":            map[string]any{"url": url, "caBundle": c.caBundle},
+// apiTarget is a webhook as the API server calls it.
+type apiTarget struct {
+	name   string
+	url    string
+	marker []byte // of its mutation in the created pod
+}
+
+// targetNamespace is the namespace of the i-th target's creates; 0 is the one with no webhook.
+func targetNamespace(i int) string { return fmt.Sprintf("%s-%d", benchNamespace, i) }
+
+// register makes the targets the mutating webhooks of pod creates, each for its own namespace,
+// and creates those namespaces with the benchmark pod's ServiceAccount.
+func (c *apiClient) register(targets []apiTarget) error {
+	var webhooks []any
+	for i := range len(targets) + 1 {
+		ns := targetNamespace(i)
+		if err := createNamespace(c.http, c.host, ns); err != nil {
+			return err
+		}
+		if i == 0 {
+			continue
+		}
+		webhooks = append(webhooks, map[string]any{
+			"name":                    fmt.Sprintf("t%d.webhookload.apiaccess.io", i),
+			"clientConfig":            map[string]any{"url": targets[i-1].url, "caBundle": c.caBundle},
 			"rules":                   []any{map[string]any{"apiGroups": []string{""}, "apiVersions": []string{"v1"}, "operations": []string{"CREATE"}, "resources": []string{"pods"}}},
+			"namespaceSelector":       map[string]any{"matchLabels": map[string]string{"kubernetes.io/metadata.name": ns}},
 			"failurePolicy":           "Fail",
 			"sideEffects":             "None",
 			"admissionReviewVersions": []string{"v1"},
 			"timeoutSeconds":          10,
-		}},
+		})
 	}
-	body, err := json.Marshal(cfg)
+	body, err := json.Marshal(map[string]any{
+		"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+		"metadata": map[string]any{"name": webhookName}, "webhooks": webhooks,
+	})
 	if err != nil {
 		return err
 	}
-	return c.do(http.MethodPost, path, body, http.StatusCreated)
+	return c.do(http.MethodPost, "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", body, http.StatusCreated)
 }
 
 // Markers of each webhook's mutation in the created pod: the injected sidecar, and the null
@@ -107,67 +114,107 @@ var (
 	markerVariant = []byte(`apiaccess-`)
 )
 
-// dryRunP50 creates the pod n times by server-side dry run, one after the other, after a
-// warm-up that also waits for the API server's admission chain to have the configuration just
-// registered (it arrives through an informer): until the answer carries marker, or, with a nil
-// marker, carries neither webhook's marker. It returns the p50, and the API server's CPU time
-// per create (0 if its process was not found).
-func (c *apiClient) dryRunP50(pod []byte, n int, marker []byte) (p50, cpu time.Duration, err error) {
-	path := "/api/v1/namespaces/" + benchNamespace + "/pods?dryRun=All"
-	create := func() (time.Duration, bool, error) {
-		start := time.Now()
-		resp, err := c.http.Post(c.host+path, "application/json", bytes.NewReader(pod))
-		if err != nil {
-			return 0, false, err
-		}
-		out, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		d := time.Since(start)
-		if resp.StatusCode != http.StatusCreated {
-			return 0, false, fmt.Errorf("dry-run create: %s: %s", resp.Status, out)
-		}
-		if marker == nil {
-			return d, !bytes.Contains(out, markerOurs) && !bytes.Contains(out, markerNull), nil
-		}
-		return d, bytes.Contains(out, marker), nil
+// create creates pod (JSON) by server-side dry run in namespace ns, and returns how long it
+// took and whether the answer holds marker (with a nil marker: neither our nor the null
+// webhook's).
+func (c *apiClient) create(ns string, pod, marker []byte) (time.Duration, bool, error) {
+	start := time.Now()
+	resp, err := c.http.Post(c.host+"/api/v1/namespaces/"+ns+"/pods?dryRun=All", "application/json", bytes.NewReader(pod))
+	if err != nil {
+		return 0, false, err
 	}
-	settled := false
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		_, ok, err := create()
-		if err == nil && ok {
-			settled = true
-			break
-		}
+	out, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	d := time.Since(start)
+	if resp.StatusCode != http.StatusCreated {
+		return 0, false, fmt.Errorf("dry-run create in %s: %s: %s", ns, resp.Status, out)
 	}
-	if !settled {
-		return 0, 0, fmt.Errorf("the API server's answer did not show the webhook registered (%q) within 20s", marker)
+	if marker == nil {
+		return d, !bytes.Contains(out, markerOurs) && !bytes.Contains(out, markerNull), nil
 	}
-	for range 20 { // warm-up
-		if _, _, err := create(); err != nil {
-			return 0, 0, err
-		}
-	}
-	lat := make([]time.Duration, 0, n)
-	cpu0 := proc.CPUTime(c.pid)
-	for range n {
-		d, _, err := create()
-		if err != nil {
-			return 0, 0, err
-		}
-		lat = append(lat, d)
-	}
-	if c.pid != 0 {
-		cpu = (proc.CPUTime(c.pid) - cpu0) / time.Duration(n)
-	}
-	slices.Sort(lat)
-	return lat[len(lat)/2], cpu, nil
+	return d, bytes.Contains(out, marker), nil
 }
 
-// profile records the API server's CPU profile over 20s of dry-run creates of the pod, one
-// after the other, into file: where the API server's time goes, e.g. with a webhook registered
-// against without (go tool pprof -diff_base).
-func (c *apiClient) profile(pod []byte, file string) error {
+// interleaved creates each pod n times in every target's namespace and in the one with no
+// webhook, one create per namespace in turn (the order rotating), after waiting for the API
+// server's admission chain to call each target (the configuration arrives through an
+// informer) and a warm-up. It returns the p50s by target (0: no webhook), then by pod.
+func (c *apiClient) interleaved(targets []apiTarget, creates []createPod, n int) ([][]time.Duration, error) {
+	markers := [][]byte{nil}
+	for _, t := range targets {
+		markers = append(markers, t.marker)
+	}
+	bodies := make([][][]byte, len(markers)) // by target, then pod
+	for i := range markers {
+		for _, p := range creates {
+			b, err := inNamespace(p.body, targetNamespace(i))
+			if err != nil {
+				return nil, err
+			}
+			bodies[i] = append(bodies[i], b)
+		}
+	}
+	for i, m := range markers {
+		settled := false
+		for deadline := time.Now().Add(20 * time.Second); !settled && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			_, ok, err := c.create(targetNamespace(i), bodies[i][0], m)
+			settled = err == nil && ok
+		}
+		if !settled {
+			return nil, fmt.Errorf("the API server's answer in namespace %s did not show the webhook registered (%q) within 20s", targetNamespace(i), m)
+		}
+	}
+	lat := make([][][]time.Duration, len(markers))
+	for i := range lat {
+		lat[i] = make([][]time.Duration, len(creates))
+	}
+	for k := range n + 20 { // the first 20 are a warm-up
+		for p := range creates {
+			for j := range markers {
+				i := (j + k) % len(markers)
+				d, _, err := c.create(targetNamespace(i), bodies[i][p], markers[i])
+				if err != nil {
+					return nil, err
+				}
+				if k >= 20 {
+					lat[i][p] = append(lat[i][p], d)
+				}
+			}
+		}
+	}
+	p50 := make([][]time.Duration, len(markers))
+	for i := range lat {
+		for _, l := range lat[i] {
+			slices.Sort(l)
+			p50[i] = append(p50[i], l[len(l)/2])
+		}
+	}
+	return p50, nil
+}
+
+// inNamespace returns the pod (JSON) with its namespace set to ns.
+func inNamespace(pod []byte, ns string) ([]byte, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(pod, &obj); err != nil {
+		return nil, err
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	if meta == nil {
+		return nil, fmt.Errorf("the pod has no metadata")
+	}
+	meta["namespace"] = ns
+	return json.Marshal(obj)
+}
+
+// profile records the API server's CPU profile over 20s of dry-run creates of the pod in
+// namespace ns, one after the other, into file: where the API server's time goes, e.g. with a
+// webhook registered against without (go tool pprof -diff_base).
+func (c *apiClient) profile(ns string, pod []byte, file string) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	pod, err := inNamespace(pod, ns)
+	if err != nil {
 		return err
 	}
 	type answer struct {
@@ -188,7 +235,6 @@ func (c *apiClient) profile(pod []byte, file string) error {
 		}
 		done <- answer{data, err}
 	}()
-	path := "/api/v1/namespaces/" + benchNamespace + "/pods?dryRun=All"
 	for n := 0; ; n++ {
 		select {
 		case a := <-done:
@@ -199,7 +245,7 @@ func (c *apiClient) profile(pod []byte, file string) error {
 			return os.WriteFile(file, a.data, 0o600)
 		default:
 		}
-		if err := c.do(http.MethodPost, path, pod, http.StatusCreated); err != nil {
+		if _, _, err := c.create(ns, pod, nil); err != nil {
 			return err
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,25 +98,4 @@ func LoadAverage() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-// FindPID is the first process whose command line has every one of args among its
-// arguments, e.g. a server started by a library that does not tell its pid; 0 when none has.
-func FindPID(args ...string) int {
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		have := strings.Split(string(b), "\x00")
-		if !slices.ContainsFunc(args, func(a string) bool { return !slices.Contains(have, a) }) {
-			return pid
-		}
-	}
-	return 0
 }
