@@ -106,14 +106,15 @@ func main() {
 
 // result is what one target measured.
 type result struct {
-	name          string
-	throughput    float64 // admissions per second, closed loop
-	cpuPerAdmit   time.Duration
-	p50, p99, max time.Duration // open loop
-	failures      int64
-	rssKB         int64
-	patches       [][]byte        // the answer for each of the created pods
-	apiP50        []time.Duration // server-side dry-run create of each created pod with this webhook registered
+	name            string
+	throughput      float64 // admissions per second, closed loop
+	cpuPerAdmit     time.Duration
+	openCPUPerAdmit time.Duration // in the open loop, where the webhook idles between requests
+	p50, p99, max   time.Duration // open loop
+	failures        int64
+	rssKB           int64
+	patches         [][]byte        // the answer for each of the created pods
+	apiP50          []time.Duration // server-side dry-run create of each created pod with this webhook registered
 }
 
 // target is a webhook under measure.
@@ -273,6 +274,7 @@ func median(rs []result) result {
 	}
 	m.throughput = pick(func(r result) float64 { return r.throughput })
 	m.cpuPerAdmit = time.Duration(pick(func(r result) float64 { return float64(r.cpuPerAdmit) }))
+	m.openCPUPerAdmit = time.Duration(pick(func(r result) float64 { return float64(r.openCPUPerAdmit) }))
 	m.p50 = time.Duration(pick(func(r result) float64 { return float64(r.p50) }))
 	m.p99 = time.Duration(pick(func(r result) float64 { return float64(r.p99) }))
 	m.max = time.Duration(pick(func(r result) float64 { return float64(r.max) }))
@@ -352,9 +354,12 @@ func measure(o options, name, url string, argv []string, kubeconfig string, pod 
 
 	// The open loop: requests leave on a fixed schedule; latency counts from the scheduled
 	// time, so a stalled server cannot hide its queueing.
+	cpu0 = proc.CPUTime(pid)
 	lat, failed := openLoop(send, o.rate, o.duration)
+	cpu = proc.CPUTime(pid) - cpu0
 	r.failures += failed
 	if len(lat) > 0 {
+		r.openCPUPerAdmit = cpu / time.Duration(len(lat))
 		slices.Sort(lat)
 		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 	}
@@ -462,6 +467,9 @@ func printTable(o options, results []result, creates []createPod, none []time.Du
 	row("CPU µs per admission", func(r result) string { return fmt.Sprintf("%.0f", float64(r.cpuPerAdmit.Nanoseconds())/1e3) })
 	row(fmt.Sprintf("open loop %d/s: p50 / p99 ms", o.rate), func(r result) string {
 		return fmt.Sprintf("%.2f / %.2f", ms(r.p50), ms(r.p99))
+	})
+	row(fmt.Sprintf("open loop %d/s: CPU µs per admission", o.rate), func(r result) string {
+		return fmt.Sprintf("%.0f", float64(r.openCPUPerAdmit.Nanoseconds())/1e3)
 	})
 	row("peak resident memory", func(r result) string { return fmt.Sprintf("%.0f MB", float64(r.rssKB)/1024) })
 	row("failed requests", func(r result) string { return strconv.FormatInt(r.failures, 10) })
