@@ -307,3 +307,26 @@ func otherCA(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// TestFileTargetsDecodeAsTheAPIServer: a file's objects are read as the API server reads them,
+// field names matched case-sensitively, so that a misspelt "Annotations" opts nothing in here
+// either; the correctly spelt one is the control.
+func TestFileTargetsDecodeAsTheAPIServer(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		want map[string]string
+	}{
+		{"annotations", map[string]string{injector.InjectAnnotation: "true"}},
+		{"Annotations", nil},
+	} {
+		doc := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  " + tc.key + `: {apiaccess.io/inject: "true"}` +
+			"\nspec:\n  containers: [{name: app, image: registry.example.com/app:1}]\n"
+		targets, err := explain.FileTargets(strings.NewReader(doc), "pod.yaml", "team-a")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.key, err)
+		}
+		if diff := cmp.Diff(tc.want, targets[0].Pod.Annotations); diff != "" {
+			t.Errorf("metadata.%s: the pod's annotations (-want +got):\n%s", tc.key, diff)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -204,10 +205,13 @@ func FileTargets(r io.Reader, source, namespace string) ([]Target, error) {
 	return out, nil
 }
 
+// remarshal decodes in into out as the API server would decode it: field names are matched
+// case-sensitively (a field spelled with other capitals is unknown, and dropped), and integers
+// stay integers.
 func remarshal(in, out any) error {
 	b, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	return json.Unmarshal(b, out)
+	return sigsjson.UnmarshalCaseSensitivePreserveInts(b, out)
 }
