@@ -52,6 +52,11 @@ func wire(c *corev1.Container, port, tlsPort int32, prev Status, injected bool) 
 		case c.Env[i].ValueFrom == nil && c.Env[i].Value == v.value:
 		case ours && v.previous != "" && c.Env[i].ValueFrom == nil && c.Env[i].Value == v.previous:
 			c.Env[i].Value = v.value
+		case tlsPort != 0 && (v.name == KubeconfigEnvVar || v.name == KubeAPIURLEnvVar):
+			// The in-cluster variables point at the sidecar all the same: only a client that
+			// reads this variable may miss it.
+			warnings = append(warnings, fmt.Sprintf("container %q sets %s itself; it was kept, so a client that reads it may not use the %s sidecar (in-cluster configuration still goes through the sidecar: transparent mode)",
+				c.Name, v.name, SidecarName))
 		default:
 			warnings = append(warnings, fmt.Sprintf("container %q sets %s itself; it was kept, so this container may not use the %s sidecar",
 				c.Name, v.name, SidecarName))

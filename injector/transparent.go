@@ -56,7 +56,7 @@ func (i *Injector) checkTransparent(r *Refusal, spec *corev1.PodSpec, opts Optio
 			"port %d is the sidecar's TLS port in transparent mode, which the injector's configuration sets (transparentPort); choose another port", opts.ProxyPort))
 	}
 	if i.cfg.Sidecar.Mode == SidecarKubectl {
-		r.add("annotation %s: \"true\" needs the %s sidecar to serve the API over TLS, which kubectl proxy cannot, "+
+		r.because(ReasonRefusedAnnotation).add("annotation %s: \"true\" needs the %s sidecar to serve the API over TLS, which kubectl proxy cannot, "+
 			"and this injector runs kubectl proxy (sidecar.mode %s); remove the annotation", TransparentAnnotation, SidecarName, SidecarKubectl)
 	}
 	ours := i.transparentHostnames()

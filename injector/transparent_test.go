@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"slices"
@@ -25,31 +26,32 @@ func TestTransparentRefusals(t *testing.T) {
 		transparentPort int32
 		mutate          func(*corev1.Pod)
 		want            []string
+		reason          Reason // the class of the refusal, for the metrics
 	}{
 		{"kubectl mode", true, 0, func(*corev1.Pod) {},
-			[]string{`annotation apiaccess.io/transparent: "true" needs the api-proxy sidecar to serve the API over TLS, which kubectl proxy cannot`}},
+			[]string{`annotation apiaccess.io/transparent: "true" needs the api-proxy sidecar to serve the API over TLS, which kubectl proxy cannot`}, ReasonRefusedAnnotation},
 		{"isolate-token false", false, 0, annotate(IsolateTokenAnnotation, "false"),
-			[]string{`annotation apiaccess.io/isolate-token: invalid value "false": ` + TransparentIsolateTokenAdvice}},
+			[]string{`annotation apiaccess.io/isolate-token: invalid value "false": ` + TransparentIsolateTokenAdvice}, ReasonRefusedAnnotation},
 		{"TLS port declared", false, 0, func(p *corev1.Pod) { p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 443}} },
-			[]string{`container "app": port 443 is used by the api-proxy sidecar as its TLS port in transparent mode`}},
+			[]string{`container "app": port 443 is used by the api-proxy sidecar as its TLS port in transparent mode`}, ReasonRefusedPort},
 		{"service-account path taken", false, 0, func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "mine", MountPath: TokenMountPath + "/"}}
-		}, []string{`container "app": mount path /var/run/secrets/kubernetes.io/serviceaccount is used by volume "mine"`}},
+		}, []string{`container "app": mount path /var/run/secrets/kubernetes.io/serviceaccount is used by volume "mine"`}, ReasonRefusedMount},
 		{"API server name aliased elsewhere", false, 0, func(p *corev1.Pod) {
 			p.Spec.HostAliases = []corev1.HostAlias{{IP: "10.0.0.1", Hostnames: []string{"kubernetes.default.svc"}}}
-		}, []string{`spec.hostAliases: kubernetes.default.svc is mapped to 10.0.0.1`}},
+		}, []string{`spec.hostAliases: kubernetes.default.svc is mapped to 10.0.0.1`}, ReasonRefusedConflict},
 		{"unprivileged ports start above the TLS port", false, 0, func(p *corev1.Pod) {
 			p.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: unprivilegedPortSysctl, Value: "1024"}}}
-		}, []string{`spec.securityContext.sysctls: net.ipv4.ip_unprivileged_port_start=1024 keeps the non-root api-proxy sidecar from binding port 443`}},
+		}, []string{`spec.securityContext.sysctls: net.ipv4.ip_unprivileged_port_start=1024 keeps the non-root api-proxy sidecar from binding port 443`}, ReasonRefusedConflict},
 		{"proxy port is the TLS port", false, 9443, annotate(ProxyPortAnnotation, "9443"),
-			[]string{`annotation apiaccess.io/proxy-port: invalid value "9443": port 9443 is the sidecar's TLS port in transparent mode`}},
+			[]string{`annotation apiaccess.io/proxy-port: invalid value "9443": port 9443 is the sidecar's TLS port in transparent mode`}, ReasonRefusedAnnotation},
 		{"volume named apiaccess-serviceaccount", false, 0, func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: ServiceAccountVolumeName})
-		}, []string{`volume "apiaccess-serviceaccount": the name is reserved`}},
+		}, []string{`volume "apiaccess-serviceaccount": the name is reserved`}, ReasonRefusedName},
 		{"volume named apiaccess-ca", false, 0, func(p *corev1.Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: CAVolumeName})
-		}, []string{`volume "apiaccess-ca": the name is reserved for the injected volumes; rename the volume`}},
+		}, []string{`volume "apiaccess-ca": the name is reserved for the injected volumes; rename the volume`}, ReasonRefusedName},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +72,10 @@ func TestTransparentRefusals(t *testing.T) {
 			before := pod.DeepCopy()
 			_, err := inj.Mutate(Namespace{Name: "team-a"}, pod)
 			assertRefusal(t, err, tt.want, nil)
+			var r *Refusal
+			if errors.As(err, &r) && r.Why() != tt.reason {
+				t.Errorf("refusal class %s, want %s", r.Why(), tt.reason)
+			}
 			if diff := cmp.Diff(before, pod); diff != "" {
 				t.Errorf("a refused pod was changed (-before +after):\n%s", diff)
 			}
@@ -115,6 +121,30 @@ func TestTransparentAccepts(t *testing.T) {
 			}
 			tt.check(t, pod)
 		})
+	}
+}
+
+// TestTransparentUserKubeconfigWarning: in transparent mode, a container's own KUBECONFIG is
+// kept with a warning that says in-cluster configuration still reaches the sidecar, while its
+// own KUBERNETES_SERVICE_HOST is kept with the warning that the container may not use it.
+func TestTransparentUserKubeconfigWarning(t *testing.T) {
+	pod := transparentPod()
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: KubeconfigEnvVar, Value: ""}, {Name: ServiceHostEnvVar, Value: "10.0.0.1"}}
+	res, err := newInjector(t).Mutate(Namespace{Name: "team-a"}, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`container "app" sets KUBECONFIG itself; it was kept, so a client that reads it may not use the api-proxy sidecar (in-cluster configuration still goes through the sidecar: transparent mode)`,
+		`container "app" sets KUBERNETES_SERVICE_HOST itself; it was kept, so this container may not use the api-proxy sidecar`,
+	}
+	for _, w := range want {
+		if !slices.Contains(res.Warnings, w) {
+			t.Errorf("warnings %q: want %q among them", res.Warnings, w)
+		}
+	}
+	if got := envValue(pod.Spec.Containers[0].Env, KubeconfigEnvVar); got != "" {
+		t.Errorf("%s = %q, want the container's own (empty)", KubeconfigEnvVar, got)
 	}
 }
 
