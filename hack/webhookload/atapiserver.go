@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/client-go/rest"
 )
 
@@ -67,6 +68,7 @@ type apiTarget struct {
 	name   string
 	url    string
 	marker []byte // of its mutation in the created pod
+	sameAs int    // 1 + the index of the target whose mutation this one repeats; 0: none
 }
 
 // targetNamespace is the namespace of the i-th target's creates; 0 is the one with no webhook.
@@ -115,30 +117,37 @@ var (
 )
 
 // create creates pod (JSON) by server-side dry run in namespace ns, and returns how long it
-// took and whether the answer holds marker (with a nil marker: neither our nor the null
-// webhook's).
-func (c *apiClient) create(ns string, pod, marker []byte) (time.Duration, bool, error) {
+// took and the pod created.
+func (c *apiClient) create(ns string, pod []byte) (time.Duration, []byte, error) {
 	start := time.Now()
 	resp, err := c.http.Post(c.host+"/api/v1/namespaces/"+ns+"/pods?dryRun=All", "application/json", bytes.NewReader(pod))
 	if err != nil {
-		return 0, false, err
+		return 0, nil, err
 	}
 	out, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	d := time.Since(start)
 	if resp.StatusCode != http.StatusCreated {
-		return 0, false, fmt.Errorf("dry-run create in %s: %s: %s", ns, resp.Status, out)
+		return 0, nil, fmt.Errorf("dry-run create in %s: %s: %s", ns, resp.Status, out)
 	}
+	return d, out, nil
+}
+
+// mutated reports whether a created pod holds marker (with a nil marker: neither our nor the
+// null webhook's).
+func mutated(pod, marker []byte) bool {
 	if marker == nil {
-		return d, !bytes.Contains(out, markerOurs) && !bytes.Contains(out, markerNull), nil
+		return !bytes.Contains(pod, markerOurs) && !bytes.Contains(pod, markerNull)
 	}
-	return d, bytes.Contains(out, marker), nil
+	return bytes.Contains(pod, marker)
 }
 
 // interleaved creates each pod n times in every target's namespace and in the one with no
 // webhook, one create per namespace in turn (the order rotating), after waiting for the API
 // server's admission chain to call each target (the configuration arrives through an
-// informer) and a warm-up. It returns the p50s by target (0: no webhook), then by pod.
+// informer) and a warm-up. It returns the p50s by target (0: no webhook), then by pod. Targets
+// that are the same (a non-zero sameAs) must create the same pods, or the comparison would
+// not be of one mutation: it fails otherwise.
 func (c *apiClient) interleaved(targets []apiTarget, creates []createPod, n int) ([][]time.Duration, error) {
 	markers := [][]byte{nil}
 	for _, t := range targets {
@@ -157,11 +166,31 @@ func (c *apiClient) interleaved(targets []apiTarget, creates []createPod, n int)
 	for i, m := range markers {
 		settled := false
 		for deadline := time.Now().Add(20 * time.Second); !settled && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			_, ok, err := c.create(targetNamespace(i), bodies[i][0], m)
-			settled = err == nil && ok
+			_, pod, err := c.create(targetNamespace(i), bodies[i][0])
+			settled = err == nil && mutated(pod, m)
 		}
 		if !settled {
 			return nil, fmt.Errorf("the API server's answer in namespace %s did not show the webhook registered (%q) within 20s", targetNamespace(i), m)
+		}
+	}
+	for i, t := range targets {
+		if t.sameAs == 0 {
+			continue
+		}
+		for p := range creates {
+			var pods [2]map[string]any
+			for k, j := range []int{t.sameAs, i + 1} {
+				_, pod, err := c.create(targetNamespace(j), bodies[j][p])
+				if err != nil {
+					return nil, err
+				}
+				if pods[k], err = stripped(pod); err != nil {
+					return nil, err
+				}
+			}
+			if diff := cmp.Diff(pods[0], pods[1]); diff != "" {
+				return nil, fmt.Errorf("%s: %s: the pod created differs from %s's (-theirs +this):\n%s", t.name, creates[p].name, targets[t.sameAs-1].name, diff)
+			}
 		}
 	}
 	lat := make([][][]time.Duration, len(markers))
@@ -172,7 +201,7 @@ func (c *apiClient) interleaved(targets []apiTarget, creates []createPod, n int)
 		for p := range creates {
 			for j := range markers {
 				i := (j + k) % len(markers)
-				d, _, err := c.create(targetNamespace(i), bodies[i][p], markers[i])
+				d, _, err := c.create(targetNamespace(i), bodies[i][p])
 				if err != nil {
 					return nil, err
 				}
@@ -190,6 +219,20 @@ func (c *apiClient) interleaved(targets []apiTarget, creates []createPod, n int)
 		}
 	}
 	return p50, nil
+}
+
+// stripped is a created pod without what differs from one create to the next: its name,
+// namespace, uid, creation time and managed fields.
+func stripped(pod []byte) (map[string]any, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(pod, &obj); err != nil {
+		return nil, err
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	for _, k := range []string{"name", "namespace", "uid", "creationTimestamp", "managedFields"} {
+		delete(meta, k)
+	}
+	return obj, nil
 }
 
 // inNamespace returns the pod (JSON) with its namespace set to ns.
@@ -245,7 +288,7 @@ func (c *apiClient) profile(ns string, pod []byte, file string) error {
 			return os.WriteFile(file, a.data, 0o600)
 		default:
 		}
-		if _, _, err := c.create(ns, pod, nil); err != nil {
+		if _, _, err := c.create(ns, pod); err != nil {
 			return err
 		}
 	}

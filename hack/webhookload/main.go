@@ -119,10 +119,11 @@ type result struct {
 
 // target is a webhook under measure.
 type target struct {
-	name   string
-	path   string
-	argv   []string
-	marker []byte // of its mutation in the created pod
+	name       string
+	path       string
+	argv       []string
+	marker     []byte // of its mutation in the created pod
+	sameAsOurs bool   // answers with ours' patches
 }
 
 // argvOn is the target's command line, serving on port.
@@ -169,7 +170,7 @@ func run(o options) error {
 	}
 	injectorTarget := func(name, bin string) target {
 		return target{name, "/inject/opt-in", []string{bin, "webhook", "--cert-dir", work, "--metrics-bind-address", "0",
-			"--health-probe-bind-address", "0", "--log-level", "error"}, markerOurs}
+			"--health-probe-bind-address", "0", "--log-level", "error"}, markerOurs, false}
 	}
 	targets := []target{injectorTarget("api-access-injector", o.bin)}
 	if o.baseline != "" {
@@ -180,12 +181,12 @@ func run(o options) error {
 	// validating our mutation; set against ours, our webhook's own time per call.
 	oursPatch := filepath.Join(work, "ours.patch")
 	for _, p := range o.patches {
-		targets = append(targets, target{"null webhook answering with " + filepath.Base(p), "/null", []string{self, "--cert-dir", work, "--patch-file", p}, markerVariant})
+		targets = append(targets, target{"null webhook answering with " + filepath.Base(p), "/null", []string{self, "--cert-dir", work, "--patch-file", p}, markerVariant, false})
 	}
 	if !o.skipNull {
 		targets = append(targets,
-			target{"null webhook answering with ours' patch", "/null", []string{self, "--cert-dir", work, "--patch-file", oursPatch}, markerOurs},
-			target{"null webhook (floor)", "/null", []string{self, "--cert-dir", work}, markerNull})
+			target{"null webhook answering with ours' patch", "/null", []string{self, "--cert-dir", work, "--patch-file", oursPatch}, markerOurs, true},
+			target{"null webhook (floor)", "/null", []string{self, "--cert-dir", work}, markerNull, false})
 	}
 	fmt.Printf("machine: %s, %d cores, load average %s; webhook pinned to core 0 (GOMAXPROCS=1), load on the others\n",
 		proc.CPUModel(), goruntime.NumCPU(), proc.LoadAverage())
@@ -231,7 +232,11 @@ func run(o options) error {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 			stops = append(stops, stop)
-			apiTargets = append(apiTargets, apiTarget{t.name, url, t.marker})
+			sameAs := 0
+			if t.sameAsOurs {
+				sameAs = 1
+			}
+			apiTargets = append(apiTargets, apiTarget{t.name, url, t.marker, sameAs})
 		}
 		if err := api.register(apiTargets); err != nil {
 			return err
