@@ -297,6 +297,13 @@ func diffList[T any](s *Snapshot, depth int, path string, a, b []T, kind *listKi
 	var okA, okB bool
 	s.an, okA = names(s.an[:0], a, kind.name)
 	s.bn, okB = names(s.bn[:0], b, kind.name)
+	if len(a) == 0 && len(b) > 0 && !kind.alwaysPresent {
+		// A list the pod did not have (its JSON omits an empty one), such as the init
+		// containers of most pods: added whole, encoded from its elements, rather than through
+		// the generic JSON values of both lists.
+		s.w.begin("add", path)
+		return s.w.value(b)
+	}
 	if len(a) == 0 || len(b) == 0 || !okA || !okB {
 		if equalLists(a, b, kind.alwaysPresent) {
 			return nil

@@ -255,9 +255,9 @@ func TestSnapshotEdgeCases(t *testing.T) {
 	}
 }
 
-// benchmarkPod is the benchmark pod (the shared one, opted in), decoded, and a Snapshot of it
-// taken before the injector mutated it in place.
-func benchmarkPod(b *testing.B) (*Snapshot, *corev1.Pod) {
+// benchmarkPod is the benchmark pod (the shared one, opted in), decoded, edited by edit if
+// not nil, and a Snapshot of it taken before the injector mutated it in place.
+func benchmarkPod(b *testing.B, edit func(*corev1.Pod)) (*Snapshot, *corev1.Pod) {
 	b.Helper()
 	inj, err := injector.New(injector.Config{Sidecar: injector.SidecarConfig{Image: "registry.example.com/api-proxy:test"}})
 	if err != nil {
@@ -275,6 +275,9 @@ func benchmarkPod(b *testing.B) (*Snapshot, *corev1.Pod) {
 	if err := json.Unmarshal(doc, &pod); err != nil {
 		b.Fatal(err)
 	}
+	if edit != nil {
+		edit(&pod)
+	}
 	var s Snapshot
 	s.Take(&pod)
 	if _, err := inj.Mutate(injector.Namespace{Name: "bench"}, &pod); err != nil {
@@ -285,27 +288,38 @@ func benchmarkPod(b *testing.B) (*Snapshot, *corev1.Pod) {
 
 // BenchmarkPatch is the patch path alone, as the webhook runs it: a Snapshot of the pod (taken
 // of an injected pod of the same shape: the cost is the same), then the patch derived from it,
-// encoded. Reports the patch's size as patch-bytes.
+// encoded. Reports the patch's size as patch-bytes. Two pods: the benchmark pod, and the same
+// pod with one container and no init container, where the sidecar starts the list.
 func BenchmarkPatch(b *testing.B) {
-	s, pod := benchmarkPod(b)
-	var again Snapshot
-	var buf []byte
-	b.ReportAllocs()
-	for b.Loop() {
-		again.Take(pod)
-		var n int
-		var err error
-		if buf, n, err = s.AppendPatch(buf[:0], pod); err != nil || n == 0 {
-			b.Fatal(n, err)
-		}
+	for _, bench := range []struct {
+		name string
+		edit func(*corev1.Pod)
+	}{
+		{"benchmark-pod", nil},
+		{"one-container", func(p *corev1.Pod) { p.Spec.InitContainers, p.Spec.Containers = nil, p.Spec.Containers[:1] }},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			s, pod := benchmarkPod(b, bench.edit)
+			var again Snapshot
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				again.Take(pod)
+				var n int
+				var err error
+				if buf, n, err = s.AppendPatch(buf[:0], pod); err != nil || n == 0 {
+					b.Fatal(n, err)
+				}
+			}
+			b.ReportMetric(float64(len(buf)), "patch-bytes")
+		})
 	}
-	b.ReportMetric(float64(len(buf)), "patch-bytes")
 }
 
 // BenchmarkPatchWholeDocument is the baseline of BenchmarkPatch: a deep copy of the pod, the
 // two pods marshalled, the whole-document diff, its operations encoded.
 func BenchmarkPatchWholeDocument(b *testing.B) {
-	s, pod := benchmarkPod(b)
+	s, pod := benchmarkPod(b, nil)
 	original := s.pod.DeepCopy() // a copy of the pod as it was, for the baseline's own DeepCopy
 	var patch []byte
 	b.ReportAllocs()
