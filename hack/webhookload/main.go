@@ -88,7 +88,7 @@ func main() {
 	flag.BoolVar(&o.skipNull, "skip-null", false, "Do not measure the null webhook baseline.")
 	flag.StringVar(&o.serveNull, "serve-null", "", "Internal: serve the null webhook on this port.")
 	flag.StringVar(&o.certDir, "cert-dir", "", "Internal: certificate directory of the null webhook.")
-	flag.StringVar(&o.profile, "apiserver-cpuprofile", "", "With -creates: also profile the API server's CPU for 10s of creates per target, in the first round, into this directory (and with no webhook).")
+	flag.StringVar(&o.profile, "apiserver-cpuprofile", "", "With -creates: also profile the API server's CPU over 20s of creates in each namespace (0: no webhook; then each target in order), into this directory as N.pprof.")
 	flag.Var(&o.patches, "null-patch", "Also measure the null webhook answering with the JSON patch in this file (repeatable): what a variant of the mutation costs the API server. The file holds one patch for every pod, or a JSON object from each created pod's generateName to its patch; the created pods must contain the string apiaccess-.")
 	flag.StringVar(&o.patchFile, "patch-file", "", "Internal: the null webhook answers with the patch in this file.")
 	flag.Parse()
@@ -217,48 +217,8 @@ func run(o options) error {
 	}
 	var none []time.Duration
 	if o.creates > 0 {
-		var apiTargets []apiTarget
-		var stops []func()
-		defer func() {
-			for _, stop := range stops {
-				stop()
-			}
-		}()
-		for i, t := range targets {
-			port := strconv.Itoa(19643 + i)
-			url := "https://127.0.0.1:" + port + t.path
-			_, stop, err := start(t.argvOn(port), kubeconfig, url, body)
-			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
-			}
-			stops = append(stops, stop)
-			sameAs := 0
-			if t.sameAsOurs {
-				sameAs = 1
-			}
-			apiTargets = append(apiTargets, apiTarget{t.name, url, t.marker, sameAs})
-		}
-		if err := api.register(apiTargets); err != nil {
+		if none, err = atAPIServer(o, targets, kubeconfig, body, creates, api, results); err != nil {
 			return err
-		}
-		fmt.Fprintf(os.Stderr, "at the API server: %d creates of each pod in each of %d namespaces, in turn\n", o.creates, len(targets)+1)
-		p50s, err := api.interleaved(apiTargets, creates, o.creates)
-		if err != nil {
-			return err
-		}
-		none = p50s[0]
-		for i := range results {
-			results[i].apiP50 = p50s[i+1]
-		}
-		for i := range len(targets) + 1 {
-			if o.profile == "" {
-				break
-			}
-			file := filepath.Join(o.profile, fmt.Sprintf("%d.pprof", i))
-			fmt.Fprintf(os.Stderr, "the API server's CPU profile for namespace %s: %s\n", targetNamespace(i), file)
-			if err := api.profile(targetNamespace(i), body, file); err != nil {
-				return err
-			}
 		}
 	}
 	printTable(o, results, creates, none)
@@ -289,6 +249,56 @@ func median(rs []result) result {
 		m.failures += r.failures
 	}
 	return m
+}
+
+// atAPIServer starts every target again, registers them all with the API server, each for its
+// own namespace, and measures dry-run creates of each pod, interleaved: it sets each result's
+// apiP50 and returns the p50s with no webhook. With -apiserver-cpuprofile, it then profiles the
+// API server's creates in each namespace in turn.
+func atAPIServer(o options, targets []target, kubeconfig string, body []byte, creates []createPod, api *apiClient, results []result) ([]time.Duration, error) {
+	var apiTargets []apiTarget
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	for i, t := range targets {
+		port := strconv.Itoa(19643 + i)
+		url := "https://127.0.0.1:" + port + t.path
+		_, stop, err := start(t.argvOn(port), kubeconfig, url, body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.name, err)
+		}
+		stops = append(stops, stop)
+		sameAs := 0
+		if t.sameAsOurs {
+			sameAs = 1
+		}
+		apiTargets = append(apiTargets, apiTarget{t.name, url, t.marker, sameAs})
+	}
+	if err := api.register(apiTargets); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "at the API server: %d creates of each pod in each of %d namespaces, in turn\n", o.creates, len(targets)+1)
+	p50s, err := api.interleaved(apiTargets, creates, o.creates)
+	if err != nil {
+		return nil, err
+	}
+	for i := range results {
+		results[i].apiP50 = p50s[i+1]
+	}
+	for i := range len(targets) + 1 {
+		if o.profile == "" {
+			break
+		}
+		file := filepath.Join(o.profile, fmt.Sprintf("%d.pprof", i))
+		fmt.Fprintf(os.Stderr, "the API server's CPU profile for namespace %s: %s\n", targetNamespace(i), file)
+		if err := api.profile(targetNamespace(i), body, file); err != nil {
+			return nil, err
+		}
+	}
+	return p50s[0], nil
 }
 
 // start starts a target, the webhook pinned to core 0 with GOMAXPROCS=1, and waits until it
