@@ -157,19 +157,8 @@ func (s *Snapshot) diffPod(a, b *corev1.Pod) error {
 	if err := s.diffAnnotations(a.Annotations, b.Annotations); err != nil {
 		return err
 	}
-	// The rest of the spec as a whole: the same memory but for the securityContext and
-	// hostAliases, which the Snapshot copied, so those are compared one level down.
-	clearLists := func(p *corev1.PodSpec) { p.InitContainers, p.Containers, p.Volumes = nil, nil, nil }
-	if !sameExcept(&a.Spec, &b.Spec, specSkip) || !sameElements(a.Spec.HostAliases, b.Spec.HostAliases) ||
-		!samePointee(a.Spec.SecurityContext, b.Spec.SecurityContext) {
-		sa, sb := a.Spec, b.Spec
-		clearLists(&sa)
-		clearLists(&sb)
-		if !reflect.DeepEqual(&sa, &sb) {
-			if err := s.diffJSON("/spec", &sa, &sb); err != nil {
-				return err
-			}
-		}
+	if err := s.diffSpecRest(&a.Spec, &b.Spec); err != nil {
+		return err
 	}
 	if err := diffList(s, 0, "/spec/initContainers", a.Spec.InitContainers, b.Spec.InitContainers, &initContainers); err != nil {
 		return err
@@ -184,6 +173,47 @@ func (s *Snapshot) diffPod(a, b *corev1.Pod) error {
 		return s.diffJSON("/status", &a.Status, &b.Status)
 	}
 	return nil
+}
+
+// diffSpecRest diffs the spec but for its container and volume lists. It is the same memory
+// but for the securityContext and hostAliases, which the Snapshot copied, so those two are
+// compared one level down: what transparent mode adds there (the hostAliases, the sysctl) is
+// diffed on its own, a list or an object the pod did not have added whole from its Go value.
+// Anything else changed, or removed, falls back to the diff of the rest of the spec as JSON.
+func (s *Snapshot) diffSpecRest(a, b *corev1.PodSpec) error {
+	aliases := sameElements(a.HostAliases, b.HostAliases)
+	security := samePointee(a.SecurityContext, b.SecurityContext)
+	if aliases && security && sameExcept(a, b, specSkip) {
+		return nil
+	}
+	if sameExcept(a, b, specSkip) && (security || b.SecurityContext != nil) && (aliases || len(b.HostAliases) > 0) {
+		if !aliases && !reflect.DeepEqual(a.HostAliases, b.HostAliases) {
+			if len(a.HostAliases) == 0 {
+				s.w.begin("add", "/spec/hostAliases")
+				if err := s.w.value(b.HostAliases); err != nil {
+					return err
+				}
+			} else if err := s.diffJSONField("/spec/hostAliases", a.HostAliases, b.HostAliases, false); err != nil {
+				return err
+			}
+		}
+		if !security && !reflect.DeepEqual(a.SecurityContext, b.SecurityContext) {
+			if a.SecurityContext == nil {
+				s.w.begin("add", "/spec/securityContext")
+				return s.w.value(b.SecurityContext)
+			}
+			return s.diffJSON("/spec/securityContext", a.SecurityContext, b.SecurityContext)
+		}
+		return nil
+	}
+	clearLists := func(p *corev1.PodSpec) { p.InitContainers, p.Containers, p.Volumes = nil, nil, nil }
+	sa, sb := *a, *b
+	clearLists(&sa)
+	clearLists(&sb)
+	if reflect.DeepEqual(&sa, &sb) {
+		return nil
+	}
+	return s.diffJSON("/spec", &sa, &sb)
 }
 
 // whole appends the whole-document diff of two pods: for changes outside the parts that

@@ -223,6 +223,16 @@ func TestSnapshotEdgeCases(t *testing.T) {
 		{"the same volume mounted twice (mounts diffed as JSON)", func(p *corev1.Pod) {
 			p.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "v", MountPath: "/a"}, {Name: "v", MountPath: "/b"}}
 		}},
+		{"hostAliases and a pod security context from none (transparent mode)", func(p *corev1.Pod) {
+			p.Spec.HostAliases = []corev1.HostAlias{{IP: "127.0.0.1", Hostnames: []string{"kubernetes"}}}
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"}}}
+		}},
+		{"an empty pod security context from none", func(p *corev1.Pod) { p.Spec.SecurityContext = &corev1.PodSecurityContext{} }},
+		{"hostAliases to an empty list (the spec as JSON)", func(p *corev1.Pod) { p.Spec.HostAliases = []corev1.HostAlias{} }},
+		{"hostAliases and a spec scalar together (the spec as JSON)", func(p *corev1.Pod) {
+			p.Spec.HostAliases = []corev1.HostAlias{{IP: "127.0.0.1", Hostnames: []string{"kubernetes"}}}
+			p.Spec.ServiceAccountName = "sa"
+		}},
 		{"container field and env together", func(p *corev1.Pod) {
 			p.Spec.Containers[1].Image = "b2"
 			p.Spec.Containers[1].Env = []corev1.EnvVar{{Name: "X"}}
@@ -297,6 +307,7 @@ func BenchmarkPatch(b *testing.B) {
 	}{
 		{"benchmark-pod", nil},
 		{"one-container", func(p *corev1.Pod) { p.Spec.InitContainers, p.Spec.Containers = nil, p.Spec.Containers[:1] }},
+		{"transparent", func(p *corev1.Pod) { p.Annotations[injector.TransparentAnnotation] = "true" }},
 	} {
 		b.Run(bench.name, func(b *testing.B) {
 			s, pod := benchmarkPod(b, bench.edit)
