@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/go-logr/zapr"
@@ -20,29 +19,19 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/api-access-injector/api-access-injector/injector"
+	"github.com/api-access-injector/api-access-injector/test/framework/syncbuffer"
 )
 
 // lockedBuffer is a log sink that tests read after the handler wrote to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type lockedBuffer struct{ syncbuffer.Buffer }
 
 func (l *lockedBuffer) Sync() error { return nil }
 
 // lines returns the JSON lines written since the last call.
 func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(l.b.String()), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(l.Take()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -52,7 +41,6 @@ func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
 		}
 		out = append(out, m)
 	}
-	l.b.Reset()
 	return out
 }
 

@@ -183,10 +183,11 @@ func (s *Snapshot) diffPod(a, b *corev1.Pod) error {
 func (s *Snapshot) diffSpecRest(a, b *corev1.PodSpec) error {
 	aliases := sameElements(a.HostAliases, b.HostAliases)
 	security := samePointee(a.SecurityContext, b.SecurityContext)
-	if aliases && security && sameExcept(a, b, specSkip) {
+	rest := sameExcept(a, b, specSkip)
+	if aliases && security && rest {
 		return nil
 	}
-	if sameExcept(a, b, specSkip) && (security || b.SecurityContext != nil) && (aliases || len(b.HostAliases) > 0) {
+	if rest && (security || b.SecurityContext != nil) && (aliases || len(b.HostAliases) > 0) {
 		if !aliases && !reflect.DeepEqual(a.HostAliases, b.HostAliases) {
 			if len(a.HostAliases) == 0 {
 				s.w.begin("add", "/spec/hostAliases")

@@ -1,5 +1,6 @@
 // Package syncbuffer is a bytes.Buffer that a process (or a logger's goroutines) writes while
-// a test reads it: the one the tests of the proxy, the lifecycle suite and materialize share.
+// a test reads it: the one the tests of the proxy, the webhook's logs, the lifecycle suite and
+// materialize share.
 package syncbuffer
 
 import (
@@ -26,4 +27,13 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Take returns what was written since the last Take, and empties the buffer.
+func (b *Buffer) Take() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	b.buf.Reset()
+	return s
 }
